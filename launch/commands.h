@@ -1,0 +1,12 @@
+// Each `vdm` subcommand registers itself on the CLI11 app through one of these functions.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace vdm {
+
+void add_inspect_command(CLI::App& app);
+
+}  // namespace vdm

@@ -1,0 +1,118 @@
+// SVG line plots (see svg_plot.h).
+#include "launch/svg_plot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <sstream>
+
+namespace vdm {
+namespace {
+
+const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+
+std::string escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+// "Nice" tick positions (1, 2, 5 x 10^k steps) covering [lo, hi].
+std::vector<double> ticks(double lo, double hi, int target) {
+  const double raw = (hi - lo) / std::max(1, target);
+  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (raw <= m * mag) { step = m * mag; break; }
+  std::vector<double> out;
+  for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step)
+    out.push_back(std::abs(v) < 1e-12 * step ? 0.0 : v);
+  return out;
+}
+
+}  // namespace
+
+std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOptions& o) {
+  auto ty = [&](double y) { return o.log_y ? (y > 0 ? std::log10(y) : NAN) : y; };
+  double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+  for (const auto& s : series)
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      const double y = ty(s.y[i]);
+      if (!std::isfinite(s.x[i]) || !std::isfinite(y)) continue;
+      x0 = std::min(x0, s.x[i]); x1 = std::max(x1, s.x[i]);
+      y0 = std::min(y0, y); y1 = std::max(y1, y);
+    }
+  if (!(x0 <= x1)) { x0 = 0; x1 = 1; y0 = 0; y1 = 1; }
+  if (x1 - x0 < 1e-12) { x0 -= 0.5; x1 += 0.5; }
+  if (y1 - y0 < 1e-12) { y0 -= 0.5; y1 += 0.5; }
+  const double pad = 0.05 * (y1 - y0);
+  y0 -= pad; y1 += pad;
+
+  const double L = 70, R = 20 + 170, T = 40, B = 55;  // margins; the legend sits on the right
+  const double W = o.width - L - R, H = o.height - T - B;
+  auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * W; };
+  auto py = [&](double y) { return T + (1.0 - (y - y0) / (y1 - y0)) * H; };
+
+  std::ostringstream svg;
+  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << o.width << "\" height=\""
+      << o.height << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+      << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      << "<text x=\"" << L + W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">"
+      << escape(o.title) << "</text>\n";
+  for (double v : ticks(x0, x1, 8)) {
+    svg << "<line x1=\"" << px(v) << "\" x2=\"" << px(v) << "\" y1=\"" << T << "\" y2=\"" << T + H
+        << "\" stroke=\"#e5e5e5\"/>\n<text x=\"" << px(v) << "\" y=\"" << T + H + 18
+        << "\" text-anchor=\"middle\">" << num(v) << "</text>\n";
+  }
+  for (double v : ticks(y0, y1, 6)) {
+    svg << "<line x1=\"" << L << "\" x2=\"" << L + W << "\" y1=\"" << py(v) << "\" y2=\"" << py(v)
+        << "\" stroke=\"#e5e5e5\"/>\n<text x=\"" << L - 6 << "\" y=\"" << py(v) + 4
+        << "\" text-anchor=\"end\">" << (o.log_y ? "1e" + num(v) : num(v)) << "</text>\n";
+  }
+  svg << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << W << "\" height=\"" << H
+      << "\" fill=\"none\" stroke=\"#333\"/>\n"
+      << "<text x=\"" << L + W / 2 << "\" y=\"" << o.height - 14 << "\" text-anchor=\"middle\">"
+      << escape(o.x_label) << "</text>\n"
+      << "<text transform=\"translate(18," << T + H / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
+      << escape(o.y_label) << "</text>\n";
+
+  for (size_t k = 0; k < series.size(); ++k) {
+    const auto& s = series[k];
+    const char* color = kPalette[k % (sizeof kPalette / sizeof *kPalette)];
+    std::ostringstream path;
+    bool pen_down = false;
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      const double y = ty(s.y[i]);
+      if (!std::isfinite(s.x[i]) || !std::isfinite(y)) { pen_down = false; continue; }
+      path << (pen_down ? " L" : " M") << px(s.x[i]) << "," << py(y);
+      pen_down = true;
+    }
+    svg << "<path d=\"" << path.str() << "\" fill=\"none\" stroke=\"" << color
+        << "\" stroke-width=\"2\"" << (s.dashed ? " stroke-dasharray=\"6,4\"" : "") << "/>\n";
+    const double ly = T + 10 + 20 * double(k), lx = L + W + 15;
+    svg << "<line x1=\"" << lx << "\" x2=\"" << lx + 24 << "\" y1=\"" << ly << "\" y2=\"" << ly
+        << "\" stroke=\"" << color << "\" stroke-width=\"2\""
+        << (s.dashed ? " stroke-dasharray=\"6,4\"" : "") << "/>\n<text x=\"" << lx + 30
+        << "\" y=\"" << ly + 4 << "\">" << escape(s.label) << "</text>\n";
+  }
+  svg << "</svg>\n";
+  return svg.str();
+}
+
+}  // namespace vdm

@@ -1,0 +1,52 @@
+// The shared part of every objective (diffuse x to z_t, run the denoiser, get eps_hat) and
+// the registry that makes objectives by name.
+#include "objectives/objective.h"
+
+#include <torch/torch.h>
+
+#include <stdexcept>
+
+namespace vdm {
+
+ObjectiveImpl::ObjectiveImpl(ObjectiveOptions options, NoiseSchedule schedule)
+    : options_(std::move(options)), schedule_(std::move(schedule)) {
+  if (!schedule_) throw std::invalid_argument("objective: no noise schedule");
+  if (options_.timesteps < 0) throw std::invalid_argument("objective: timesteps must be >= 0");
+  register_module("schedule", schedule_);
+  proposal_ = make_proposal(options_.proposal, schedule_, options_.timesteps);
+  param_ = make_parameterisation(options_.parameterisation, options_.weighting.sigma_data);
+}
+
+ObjectiveImpl::Diffused ObjectiveImpl::diffuse_and_denoise(const Denoiser& denoiser,
+                                                           const torch::Tensor& x,
+                                                           const torch::Tensor& labels,
+                                                           const torch::Tensor& gamma,
+                                                           at::Generator& gen) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = x.size(0);
+  // alpha and sigma come from gamma directly (sigma^2 = sigmoid(gamma)): 1 - alpha^2 would
+  // lose almost every digit at high SNR.
+  auto alpha = torch::sqrt(torch::sigmoid(-gamma)).view(shape).to(x.scalar_type());
+  auto sigma = torch::sqrt(torch::sigmoid(gamma)).view(shape).to(x.scalar_type());
+  auto eps = at::randn(x.sizes(), gen, x.options());
+  auto z = alpha * x + sigma * eps;
+  auto out = denoiser(param_->network_input(z, alpha, sigma), noise_conditioning(gamma), labels);
+  if (out.sizes() != x.sizes())
+    throw std::runtime_error("objective: the denoiser returned shape " + c10::str(out.sizes()) +
+                             " for input " + c10::str(x.sizes()));
+  return {eps, param_->to_eps(out, z, alpha, sigma)};
+}
+
+torch::Tensor squared_error(const torch::Tensor& eps_hat, const torch::Tensor& eps) {
+  return torch::square(eps_hat - eps).flatten(1).sum(1).to(torch::kFloat64);
+}
+
+Objective make_objective(const ObjectiveOptions& options, NoiseSchedule schedule) {
+  if (options.name == "vlb") return make_vlb(options, std::move(schedule));
+  if (options.name == "eps_mse") return make_eps_mse(options, std::move(schedule));
+  if (options.name == "weighted") return make_weighted_loss(options, std::move(schedule));
+  throw std::invalid_argument("unknown objective '" + options.name +
+                              "' (choose vlb, eps_mse or weighted)");
+}
+
+}  // namespace vdm

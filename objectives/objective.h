@@ -1,0 +1,88 @@
+// The training objectives behind one interface: the VLB (continuous or T-step diffusion term,
+// prior KL at t=1, discretised-decoder reconstruction at t=0), eps-MSE (L_simple), and the
+// weighted loss 0.5 w(lambda)/p(lambda) ||eps_hat - eps||^2 for any weighting and proposal.
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "objectives/noise_schedule.h"
+#include "objectives/parameterisation.h"
+#include "objectives/proposal.h"
+#include "objectives/weighting.h"
+
+namespace vdm {
+
+struct ObjectiveOptions {
+  std::string name = "vlb";  // vlb | eps_mse | weighted
+  int64_t timesteps = 0;     // 0: continuous time; T > 0: T-step discrete diffusion term
+  WeightingOptions weighting;
+  ProposalOptions proposal;
+  std::string parameterisation = "eps";  // eps | x | v | F
+  int64_t vocab_size = 256;              // bins of the discretised decoder (8-bit data)
+};
+
+// The network as the objective sees it: (scaled z_t, c_noise [B] float32, labels) -> output
+// with z's shape. Models adapt to this, so objectives never depend on models/.
+using Denoiser = std::function<torch::Tensor(const torch::Tensor& input,
+                                             const torch::Tensor& c_noise,
+                                             const torch::Tensor& labels)>;
+
+struct LossOutput {
+  torch::Tensor loss;        // scalar to backpropagate: mean over batch of per_sample / D
+  torch::Tensor per_sample;  // [B], nats (vlb) or the objective's units, summed over dims
+  // Batch means of each term in nats per example (vlb: diffusion, prior, reconstruction);
+  // detached float64 scalars.
+  std::map<std::string, torch::Tensor> terms;
+  torch::Tensor lambda;      // [B] float64, the noise levels drawn
+  double bpd_per_nat = 0;    // 1 / (D ln 2); bits/dim of a term = its nats * bpd_per_nat
+};
+
+class ObjectiveImpl : public torch::nn::Module {
+ public:
+  ObjectiveImpl(ObjectiveOptions options, NoiseSchedule schedule);
+  // x: data in (-1, 1) [B, C, H, W] (any float dtype; the loss is computed in it).
+  virtual LossOutput forward(const Denoiser& denoiser, const torch::Tensor& x,
+                             const torch::Tensor& labels, at::Generator& gen,
+                             const ProposalContext& ctx = {}) = 0;
+  // The weighting and proposal as inspect reports them: w(lambda) and p(lambda).
+  virtual torch::Tensor weighting(const torch::Tensor& lambda) const = 0;
+  virtual bool monotone() const = 0;
+  Proposal& proposal() { return *proposal_; }
+  NoiseScheduleImpl& schedule() { return *schedule_; }
+  NoiseSchedule schedule_ptr() const { return schedule_; }
+  const ParameterisationPtr& parameterisation() const { return param_; }
+  const ObjectiveOptions& options() const { return options_; }
+
+ protected:
+  // Diffuse x to z_t at the drawn lambda and return eps, eps_hat (in x's dtype).
+  struct Diffused {
+    torch::Tensor eps, eps_hat;
+  };
+  Diffused diffuse_and_denoise(const Denoiser& denoiser, const torch::Tensor& x,
+                               const torch::Tensor& labels, const torch::Tensor& gamma,
+                               at::Generator& gen);
+
+  ObjectiveOptions options_;
+  NoiseSchedule schedule_;
+  ProposalPtr proposal_;
+  ParameterisationPtr param_;
+};
+using Objective = std::shared_ptr<ObjectiveImpl>;
+
+// Registry: builds the named objective (vlb | eps_mse | weighted) with its schedule.
+Objective make_objective(const ObjectiveOptions& options, NoiseSchedule schedule);
+Objective make_vlb(const ObjectiveOptions& options, NoiseSchedule schedule);
+Objective make_eps_mse(const ObjectiveOptions& options, NoiseSchedule schedule);
+Objective make_weighted_loss(const ObjectiveOptions& options, NoiseSchedule schedule);
+
+// ||eps_hat - eps||^2 summed over all but the batch dimension, as float64 [B].
+torch::Tensor squared_error(const torch::Tensor& eps_hat, const torch::Tensor& eps);
+
+}  // namespace vdm
