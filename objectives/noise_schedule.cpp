@@ -112,14 +112,15 @@ ScheduleValues LearnedScheduleImpl::values(const torch::Tensor& t) {
   auto g_ends = net(ends);
   auto g = net(tt);
   auto range = g_ends[1] - g_ends[0];
-  auto interior = ((g - g_ends[0]) / range).reshape({-1});
+  auto interior = (g - g_ends[0]) / range;
   auto rate = torch::autograd::grad({interior.sum()}, {tt}, {}, /*retain_graph=*/true,
-                                    /*create_graph=*/true)[0]
-                  .reshape({-1});
+                                    /*create_graph=*/true)[0];
+  // gamma must be computed from the very tensors returned, so that hooks a caller registers
+  // on them (variance minimisation) sit on the path of every gradient.
+  interior = interior.reshape(shape);
+  rate = rate.reshape(shape);
   auto span = gamma_1_ - gamma_0_;
-  auto gamma = gamma_0_ + span * interior;
-  return {gamma.reshape(shape), (span * rate).reshape(shape), interior.reshape(shape),
-          rate.reshape(shape)};
+  return {gamma_0_ + span * interior, span * rate, interior, rate};
 }
 
 double LearnedScheduleImpl::gamma_at_0() { return gamma_0_.item<double>(); }

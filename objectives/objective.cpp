@@ -30,7 +30,7 @@ ObjectiveImpl::Diffused ObjectiveImpl::diffuse_and_denoise(const Denoiser& denoi
   auto sigma = torch::sqrt(torch::sigmoid(gamma)).view(shape).to(x.scalar_type());
   auto eps = at::randn(x.sizes(), gen, x.options());
   auto z = alpha * x + sigma * eps;
-  auto out = denoiser(param_->network_input(z, alpha, sigma), noise_conditioning(gamma), labels);
+  auto out = denoiser(param_->network_input(z, alpha, sigma), noise_conditioning(gamma, x.scalar_type()), labels);
   if (out.sizes() != x.sizes())
     throw std::runtime_error("objective: the denoiser returned shape " + c10::str(out.sizes()) +
                              " for input " + c10::str(x.sizes()));

@@ -28,7 +28,7 @@ struct ObjectiveOptions {
   int64_t vocab_size = 256;              // bins of the discretised decoder (8-bit data)
 };
 
-// The network as the objective sees it: (scaled z_t, c_noise [B] float32, labels) -> output
+// The network as the objective sees it: (scaled z_t, c_noise [B] in the data dtype, labels) -> output
 // with z's shape. Models adapt to this, so objectives never depend on models/.
 using Denoiser = std::function<torch::Tensor(const torch::Tensor& input,
                                              const torch::Tensor& c_noise,

@@ -15,8 +15,8 @@ EdmCoefficients edm_coefficients(double sigma, double sigma_data) {
           std::log(sigma) / 4.0, (s2 + d2) / (s2 * d2)};
 }
 
-torch::Tensor noise_conditioning(const torch::Tensor& gamma) {
-  return (gamma / 8.0).to(torch::kFloat32);
+torch::Tensor noise_conditioning(const torch::Tensor& gamma, c10::ScalarType dtype) {
+  return (gamma / 8.0).to(dtype);
 }
 
 namespace {

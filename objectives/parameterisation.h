@@ -36,7 +36,7 @@ using ParameterisationPtr = std::shared_ptr<const Parameterisation>;
 // name: eps | x | v | F
 ParameterisationPtr make_parameterisation(const std::string& name, double sigma_data = 0.5);
 
-// c_noise passed to the network for gamma (float64 in, float32 out).
-torch::Tensor noise_conditioning(const torch::Tensor& gamma);
+// c_noise passed to the network for gamma (float64 in; out in the data dtype).
+torch::Tensor noise_conditioning(const torch::Tensor& gamma, c10::ScalarType dtype = c10::kFloat);
 
 }  // namespace vdm

@@ -1,0 +1,464 @@
+// Tests of the YAML config layer: defaults, full configs, Hydra-style overrides, the round trip
+// through RUN/config.yaml, and that every kind of bad input yields one message naming the
+// file:line (or the override), the dotted key and the fix.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "launch/config.h"
+
+namespace fs = std::filesystem;
+using vdm::ConfigError;
+using vdm::RunConfig;
+
+namespace {
+
+// A fresh directory per test, removed afterwards.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "vdm_config_XXXXXX").string();
+    path = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  // Writes text (a leading newline dropped, so raw strings start at line 1) and returns the path.
+  std::string write(const std::string& name, std::string text) const {
+    if (!text.empty() && text.front() == '\n') text.erase(0, 1);
+    std::ofstream(path / name) << text;
+    return (path / name).string();
+  }
+};
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a ConfigError";
+  return "";
+}
+
+void expect_contains(const std::string& message, const std::vector<std::string>& parts) {
+  for (const auto& part : parts)
+    EXPECT_NE(message.find(part), std::string::npos)
+        << "message lacks \"" << part << "\":\n  " << message;
+}
+
+// The error for a file x.yaml with this text (and overrides).
+std::string file_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  TempDir dir;
+  const std::string path = dir.write("x.yaml", text);
+  return error_of([&] { vdm::load_config(path, overrides); });
+}
+
+const char* kFull = R"(
+name: cifar_sigmoid
+seed: 7
+data:
+  format: imagefolder
+  path: /data/cifar10
+  resolution: 64
+  split: trainset
+  eval_split: valset
+  flip: false
+  workers: 5
+  on_error: fail
+model: {preset: cifar10_vdm, channels: 128, dropout: 0.1, num_classes: 10}
+schedule:
+  name: learned
+  gamma_min: -12.5
+  gamma_max: 6
+  shift: 0.5
+  hidden: 256
+  learn_endpoints: false
+  minimise_variance: true
+objective:
+  name: weighted
+  timesteps: 1000
+  weighting: {name: sigmoid, bias: 2.5, k: 4, gamma: 0.5, p_mean: -1, p_std: 1.5, sigma_data: 0.25}
+  proposal:
+    name: adaptive
+    time_sampling: stratified
+    p_mean: -0.5
+    p_std: 1.1
+    bins: 32
+    lambda_min: -10
+    lambda_max: 12
+    ema: 0.95
+    uniform_mix: 0.2
+  parameterisation: v
+  vocab_size: 16
+train:
+  steps: 1e5
+  batch_size: 128
+  lr: 1e-3
+  warmup_steps: 500
+  lr_schedule: cosine
+  grad_clip: 0
+  ema_decay: 0.999
+  grad_accum: 2
+  threads: 4
+  device: cuda
+  log_every: 50
+checkpoint: {every: 1000, keep_last: 2, keep_every: 10000}
+eval:
+  every: 5000
+  num_samples: 1000
+  sampler: heun
+  steps: 64
+  bpd: false
+  fid: {enabled: true, features: /models/inception.pt}
+  batch_size: 250
+distributed: {bucket_mb: 50, first_bucket_mb: 0.5, timeout_s: 300}
+slurm:
+  nodes: 4
+  tasks_per_node: 8
+  gpus_per_node: 8
+  cpus_per_task: 6
+  time: 2-00:00:00
+  partition: gpu
+  account: proj42
+  qos: high
+  signal_lead_s: 120
+  extra: [--exclusive, "--constraint=a100"]
+  env: {NCCL_DEBUG: WARN, OMP_NUM_THREADS: "1"}
+  launcher: mpirun
+)";
+
+}  // namespace
+
+TEST(Config, Defaults) {
+  const RunConfig c = vdm::parse_config("", "");
+  EXPECT_EQ(c.name, "run");
+  EXPECT_EQ(c.seed, 0u);
+  EXPECT_EQ(c.data.format, "idx");
+  EXPECT_EQ(c.data.resolution, 32);
+  EXPECT_TRUE(c.data.flip);
+  EXPECT_EQ(c.schedule.name, "linear");
+  EXPECT_DOUBLE_EQ(c.schedule.gamma_min, -13.3);
+  EXPECT_EQ(c.objective.name, "vlb");
+  EXPECT_EQ(c.objective.weighting.name, "elbo");
+  EXPECT_EQ(c.objective.proposal.name, "schedule");
+  EXPECT_EQ(c.objective.parameterisation, "eps");
+  EXPECT_EQ(c.train.steps, 1000);
+  EXPECT_DOUBLE_EQ(c.train.lr, 2e-4);
+  EXPECT_EQ(c.train.device, "cpu");
+  EXPECT_EQ(c.checkpoint.keep_last, 3);
+  EXPECT_FALSE(c.eval.fid);
+  EXPECT_EQ(c.slurm.time, "01:00:00");
+  EXPECT_EQ(c.slurm.launcher, "srun");
+  EXPECT_TRUE(c.slurm.extra.empty());
+  EXPECT_EQ(c.source, "");
+  // Emitted from the struct, so defaults are visible in RUN/config.yaml.
+  expect_contains(c.resolved_yaml, {"lr: 0.0002", "gamma_min: -13.3", "time: 01:00:00"});
+}
+
+TEST(Config, FullConfigParses) {
+  TempDir dir;
+  const std::string path = dir.write("full.yaml", kFull);
+  const RunConfig c = vdm::load_config(path);
+  EXPECT_EQ(c.source, path);
+  EXPECT_EQ(c.name, "cifar_sigmoid");
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(c.data.format, "imagefolder");
+  EXPECT_EQ(c.data.path, "/data/cifar10");
+  EXPECT_EQ(c.data.resolution, 64);
+  EXPECT_EQ(c.data.split, "trainset");
+  EXPECT_EQ(c.data.eval_split, "valset");
+  EXPECT_FALSE(c.data.flip);
+  EXPECT_EQ(c.data.workers, 5);
+  EXPECT_EQ(c.data.on_error, "fail");
+  EXPECT_EQ(c.model.preset, "cifar10_vdm");
+  EXPECT_EQ(c.model.channels, 128);
+  EXPECT_DOUBLE_EQ(c.model.dropout, 0.1);
+  EXPECT_EQ(c.model.num_classes, 10);
+  EXPECT_EQ(c.schedule.name, "learned");
+  EXPECT_DOUBLE_EQ(c.schedule.gamma_min, -12.5);
+  EXPECT_DOUBLE_EQ(c.schedule.gamma_max, 6.0);
+  EXPECT_DOUBLE_EQ(c.schedule.shift, 0.5);
+  EXPECT_EQ(c.schedule.hidden, 256);
+  EXPECT_FALSE(c.schedule.learn_endpoints);
+  EXPECT_TRUE(c.schedule.minimise_variance);
+  const auto& o = c.objective;
+  EXPECT_EQ(o.name, "weighted");
+  EXPECT_EQ(o.timesteps, 1000);
+  EXPECT_EQ(o.weighting.name, "sigmoid");
+  EXPECT_DOUBLE_EQ(o.weighting.bias, 2.5);
+  EXPECT_DOUBLE_EQ(o.weighting.k, 4.0);
+  EXPECT_DOUBLE_EQ(o.weighting.gamma, 0.5);
+  EXPECT_DOUBLE_EQ(o.weighting.p_mean, -1.0);
+  EXPECT_DOUBLE_EQ(o.weighting.p_std, 1.5);
+  EXPECT_DOUBLE_EQ(o.weighting.sigma_data, 0.25);
+  EXPECT_EQ(o.proposal.name, "adaptive");
+  EXPECT_EQ(o.proposal.time_sampling, "stratified");
+  EXPECT_DOUBLE_EQ(o.proposal.p_mean, -0.5);
+  EXPECT_DOUBLE_EQ(o.proposal.p_std, 1.1);
+  EXPECT_EQ(o.proposal.bins, 32);
+  EXPECT_DOUBLE_EQ(o.proposal.lambda_min, -10.0);
+  EXPECT_DOUBLE_EQ(o.proposal.lambda_max, 12.0);
+  EXPECT_DOUBLE_EQ(o.proposal.ema, 0.95);
+  EXPECT_DOUBLE_EQ(o.proposal.uniform_mix, 0.2);
+  EXPECT_EQ(o.parameterisation, "v");
+  EXPECT_EQ(o.vocab_size, 16);
+  EXPECT_EQ(c.train.steps, 100000);
+  EXPECT_EQ(c.train.batch_size, 128);
+  EXPECT_DOUBLE_EQ(c.train.lr, 1e-3);
+  EXPECT_EQ(c.train.warmup_steps, 500);
+  EXPECT_EQ(c.train.lr_schedule, "cosine");
+  EXPECT_DOUBLE_EQ(c.train.grad_clip, 0.0);
+  EXPECT_DOUBLE_EQ(c.train.ema_decay, 0.999);
+  EXPECT_EQ(c.train.grad_accum, 2);
+  EXPECT_EQ(c.train.threads, 4);
+  EXPECT_EQ(c.train.device, "cuda");
+  EXPECT_EQ(c.train.log_every, 50);
+  EXPECT_EQ(c.checkpoint.every, 1000);
+  EXPECT_EQ(c.checkpoint.keep_last, 2);
+  EXPECT_EQ(c.checkpoint.keep_every, 10000);
+  EXPECT_EQ(c.eval.every, 5000);
+  EXPECT_EQ(c.eval.num_samples, 1000);
+  EXPECT_EQ(c.eval.sampler, "heun");
+  EXPECT_EQ(c.eval.steps, 64);
+  EXPECT_FALSE(c.eval.bpd);
+  EXPECT_TRUE(c.eval.fid);
+  EXPECT_EQ(c.eval.fid_features, "/models/inception.pt");
+  EXPECT_EQ(c.eval.batch_size, 250);
+  EXPECT_DOUBLE_EQ(c.distributed.bucket_mb, 50.0);
+  EXPECT_DOUBLE_EQ(c.distributed.first_bucket_mb, 0.5);
+  EXPECT_DOUBLE_EQ(c.distributed.timeout_s, 300.0);
+  EXPECT_EQ(c.slurm.nodes, 4);
+  EXPECT_EQ(c.slurm.tasks_per_node, 8);
+  EXPECT_EQ(c.slurm.gpus_per_node, 8);
+  EXPECT_EQ(c.slurm.cpus_per_task, 6);
+  EXPECT_EQ(c.slurm.time, "2-00:00:00");
+  EXPECT_EQ(c.slurm.partition, "gpu");
+  EXPECT_EQ(c.slurm.account, "proj42");
+  EXPECT_EQ(c.slurm.qos, "high");
+  EXPECT_EQ(c.slurm.signal_lead_s, 120);
+  EXPECT_EQ(c.slurm.extra, (std::vector<std::string>{"--exclusive", "--constraint=a100"}));
+  EXPECT_EQ(c.slurm.env.at("NCCL_DEBUG"), "WARN");
+  EXPECT_EQ(c.slurm.env.at("OMP_NUM_THREADS"), "1");
+  EXPECT_EQ(c.slurm.launcher, "mpirun");
+  EXPECT_EQ(c.origins.at("data.path"), path + ":5");
+}
+
+TEST(Config, ShorthandSections) {
+  const RunConfig c = vdm::parse_config(
+      "objective: {weighting: edm, proposal: edm_lognormal}\neval: {fid: false}\n", "s.yaml");
+  EXPECT_EQ(c.objective.weighting.name, "edm");
+  EXPECT_EQ(c.objective.proposal.name, "edm_lognormal");
+  EXPECT_FALSE(c.eval.fid);
+}
+
+TEST(Config, OverridesApply) {
+  const std::string text = R"(
+objective:
+  name: weighted
+  weighting: {name: sigmoid, bias: 3}
+)";
+  const RunConfig c = vdm::parse_config(
+      text, "o.yaml",
+      {"objective.weighting.bias=2", "train.steps=5", "slurm.extra=[a, b]",
+       "slurm.env={A: x}", "eval.fid.enabled=true", "eval.fid.features=/f.pt", "name=swept"});
+  EXPECT_EQ(c.objective.weighting.name, "sigmoid");
+  EXPECT_DOUBLE_EQ(c.objective.weighting.bias, 2.0);
+  EXPECT_EQ(c.train.steps, 5);
+  EXPECT_EQ(c.slurm.extra, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(c.slurm.env.at("A"), "x");
+  EXPECT_TRUE(c.eval.fid);
+  EXPECT_EQ(c.eval.fid_features, "/f.pt");
+  EXPECT_EQ(c.name, "swept");
+  EXPECT_EQ(c.origins.at("train.steps"), "command-line override 'train.steps=5'");
+
+  // A whole section replaced: the bias from the file goes back to its default.
+  const RunConfig edm = vdm::parse_config(text, "o.yaml", {"objective.weighting=edm"});
+  EXPECT_EQ(edm.objective.weighting.name, "edm");
+  EXPECT_DOUBLE_EQ(edm.objective.weighting.bias, 0.0);
+
+  // A key set inside a section the file wrote as shorthand keeps the shorthand's name.
+  const RunConfig mixed =
+      vdm::parse_config("objective: {weighting: sigmoid}\n", "m.yaml",
+                        {"objective.weighting.bias=-1", "objective.proposal.bins=8"});
+  EXPECT_EQ(mixed.objective.weighting.name, "sigmoid");
+  EXPECT_DOUBLE_EQ(mixed.objective.weighting.bias, -1.0);
+  EXPECT_EQ(mixed.objective.proposal.bins, 8);
+}
+
+TEST(Config, UnknownKeyInFile) {
+  const std::string msg = file_error(R"(
+name: typo
+objective:
+  name: weighted
+  timesteps: 0
+  weighting:
+    bias: 1
+    nmae: sigmoid
+)");
+  expect_contains(msg, {"x.yaml:7: objective.weighting.nmae: unknown key; did you mean 'name'?",
+                        "(valid keys: name, bias, k, gamma, p_mean, p_std, sigma_data)"});
+}
+
+TEST(Config, UnknownSectionAndPrefixSuggestion) {
+  expect_contains(file_error("seed: 1\ntrian:\n  steps: 3\n"),
+                  {"x.yaml:2: trian: unknown key; did you mean 'train'?", "valid keys: name, seed"});
+  expect_contains(file_error("train:\n  lr: 0.1\n  batch: 3\n"),
+                  {"x.yaml:3: train.batch: unknown key; did you mean 'batch_size'?"});
+}
+
+TEST(Config, UnknownKeyFromOverride) {
+  expect_contains(file_error("name: a\n", {"train.setps=5"}),
+                  {"command-line override 'train.setps=5': train.setps: unknown key; "
+                   "did you mean 'steps'?"});
+  expect_contains(file_error("name: a\n", {"trian.steps=5"}),
+                  {"command-line override 'trian.steps=5': trian: unknown key; "
+                   "did you mean 'train'?"});
+}
+
+TEST(Config, MalformedOverrides) {
+  expect_contains(file_error("name: a\n", {"train.steps"}),
+                  {"command-line override 'train.steps'", "key.path=value"});
+  expect_contains(file_error("name: a\n", {"train..steps=1"}),
+                  {"'train..steps'", "not a key path"});
+  expect_contains(file_error("train:\n  steps: 3\n", {"train.steps.x=1"}),
+                  {"command-line override 'train.steps.x=1': train.steps is a value, not a "
+                   "section, so it has no key 'x'"});
+}
+
+TEST(Config, WrongTypes) {
+  expect_contains(file_error("data:\n  resolution: abc\n"),
+                  {"x.yaml:2: data.resolution: expected an integer, got 'abc'"});
+  expect_contains(file_error("data:\n  flip: maybe\n"),
+                  {"x.yaml:2: data.flip: expected true or false, got 'maybe'"});
+  expect_contains(file_error("train:\n  lr: [1, 2]\n"),
+                  {"x.yaml:2: train.lr: expected a number, got a list"});
+  expect_contains(file_error("name: ok\ndata: 3\n"),
+                  {"x.yaml:2: data: expected a map of keys, got '3'"});
+  expect_contains(file_error("name: {a: 1}\n"), {"x.yaml:1: name: expected a string, got a map"});
+  expect_contains(file_error("slurm:\n  extra: --exclusive\n"),
+                  {"x.yaml:2: slurm.extra: expected a list of strings like [a, b]"});
+  expect_contains(file_error("slurm:\n  extra:\n    - ok\n    - {a: 1}\n"),
+                  {"x.yaml:4: slurm.extra[1]: expected a string, got a map"});
+  expect_contains(file_error("- a\n- b\n"), {"x.yaml:1: top level: expected a map of sections"});
+}
+
+TEST(Config, WrongTypeFromOverride) {
+  const std::string msg = file_error("name: a\n", {"objective.weighting.bias=abc"});
+  EXPECT_EQ(msg,
+            "command-line override 'objective.weighting.bias=abc': objective.weighting.bias: "
+            "expected a number, got 'abc'");
+}
+
+TEST(Config, OutOfRangeValues) {
+  struct Case {
+    std::string yaml, expected;
+  };
+  const std::vector<Case> cases = {
+      {"name: a\ndata:\n  resolution: 0\n", "x.yaml:3: data.resolution: must be in 1..1024, got '0'"},
+      {"data:\n  resolution: 2048\n", "x.yaml:2: data.resolution: must be in 1..1024"},
+      {"train:\n  steps: 0\n", "x.yaml:2: train.steps: must be >= 1, got '0'"},
+      {"train:\n  batch_size: -4\n", "x.yaml:2: train.batch_size: must be >= 1"},
+      {"train:\n  lr: 0\n", "x.yaml:2: train.lr: must be > 0"},
+      {"train:\n  ema_decay: 1.0\n", "x.yaml:2: train.ema_decay: must be in [0, 1), got '1.0'"},
+      {"objective:\n  timesteps: -1\n", "x.yaml:2: objective.timesteps: must be >= 0"},
+      {"checkpoint:\n  keep_last: 0\n", "x.yaml:2: checkpoint.keep_last: must be >= 1"},
+      {"schedule:\n  gamma_min: 1\n  gamma_max: -1\n",
+       "x.yaml:3: schedule.gamma_max: must be greater than gamma_min (1.0), got '-1'"},
+      {"schedule:\n  gamma_min: 6\n",
+       "x.yaml:2: schedule.gamma_min: must be less than gamma_max (5.0), got '6'"},
+      {"slurm:\n  time: soon\n", "x.yaml:2: slurm.time: must be a Slurm time limit"},
+      {"eval:\n  fid: {enabled: true}\n", "x.yaml:2: eval.fid.enabled: FID needs eval.fid.features"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    expect_contains(file_error(c.yaml), {c.expected});
+  }
+}
+
+TEST(Config, UnknownEnumValues) {
+  expect_contains(file_error("schedule:\n  name: cosin\n"),
+                  {"x.yaml:2: schedule.name: unknown value 'cosin'; did you mean 'cosine'?",
+                   "(choices: linear, cosine, learned)"});
+  expect_contains(file_error("objective:\n  weighting: sigmod\n"),
+                  {"x.yaml:2: objective.weighting.name: unknown value 'sigmod'; did you mean "
+                   "'sigmoid'?",
+                   "elbo, sigmoid, edm, edm_monotonic, iddpm, v_mse, min_snr, p2, flow_matching"});
+  expect_contains(file_error("objective:\n  name: elbo\n"),
+                  {"x.yaml:2: objective.name: unknown value 'elbo'",
+                   "(choices: vlb, eps_mse, weighted)"});
+  expect_contains(file_error("objective:\n  parameterisation: f\n"),
+                  {"objective.parameterisation: unknown value 'f'", "(choices: eps, x, v, F)"});
+  expect_contains(file_error("objective:\n  proposal: {time_sampling: random}\n"),
+                  {"x.yaml:2: objective.proposal.time_sampling", "iid, antithetic, stratified"});
+  expect_contains(file_error("data: {format: png}\n"),
+                  {"x.yaml:1: data.format: unknown value 'png'", "idx, imagefolder, packed"});
+  expect_contains(file_error("train:\n  device: cdua\n"),
+                  {"train.device: unknown value 'cdua'; did you mean 'cuda'?", "(choices: cpu, cuda)"});
+}
+
+TEST(Config, MissingFile) {
+  TempDir dir;
+  const std::string path = (dir.path / "nope.yaml").string();
+  expect_contains(error_of([&] { vdm::load_config(path); }),
+                  {path + ": config file not found", "check the path"});
+}
+
+TEST(Config, InvalidYaml) {
+  expect_contains(file_error("name: a\ndata:\n  path: [unclosed\n  flip: true\nseed: 1\n"),
+                  {"x.yaml:", "invalid YAML"});
+  expect_contains(file_error("name: a\ntrain:\n  steps: 1\n   lr: 2\n"),
+                  {"x.yaml:4: invalid YAML", "fix the syntax"});
+  expect_contains(file_error("name: a\n", {"slurm.extra=[a"}),
+                  {"command-line override 'slurm.extra=[a'", "not valid YAML"});
+}
+
+TEST(Config, ResolvedYamlRoundTrips) {
+  TempDir dir;
+  const RunConfig a = vdm::load_config(dir.write("full.yaml", kFull),
+                                       {"objective.weighting.bias=0.1", "slurm.partition=null",
+                                        "slurm.qos='yes'", "data.split='123'"});
+  const RunConfig b = vdm::parse_config(a.resolved_yaml, "config.yaml");
+  EXPECT_EQ(b.resolved_yaml, a.resolved_yaml);
+  EXPECT_DOUBLE_EQ(b.objective.weighting.bias, 0.1);
+  EXPECT_DOUBLE_EQ(b.train.lr, a.train.lr);
+  EXPECT_DOUBLE_EQ(b.model.dropout, a.model.dropout);
+  EXPECT_EQ(b.slurm.partition, "");
+  EXPECT_EQ(b.slurm.qos, "yes");
+  EXPECT_EQ(b.data.split, "123");
+  EXPECT_EQ(b.slurm.extra, a.slurm.extra);
+  EXPECT_EQ(b.slurm.env, a.slurm.env);
+  EXPECT_EQ(b.slurm.time, "2-00:00:00");
+  EXPECT_EQ(b.eval.fid_features, a.eval.fid_features);
+
+  const RunConfig d = vdm::parse_config("", "");
+  EXPECT_EQ(vdm::parse_config(d.resolved_yaml, "config.yaml").resolved_yaml, d.resolved_yaml);
+}
+
+TEST(Config, CheckPaths) {
+  TempDir dir;
+  const std::string missing = (dir.path / "no-such-data").string();
+  const RunConfig bad =
+      vdm::load_config(dir.write("c.yaml", "name: a\ndata:\n  path: " + missing + "\n"));
+  expect_contains(error_of([&] { vdm::check_paths(bad); }),
+                  {"c.yaml:3: data.path: '" + missing + "' does not exist", "data.path=PATH"});
+
+  const RunConfig unset = vdm::parse_config("name: a\n", "u.yaml");
+  expect_contains(error_of([&] { vdm::check_paths(unset); }), {"u.yaml: data.path: not set"});
+
+  const RunConfig good = vdm::parse_config(
+      "data: {path: " + dir.path.string() + "}\n", "g.yaml",
+      {"eval.fid={enabled: true, features: " + missing + "}"});
+  expect_contains(error_of([&] { vdm::check_paths(good); }),
+                  {"command-line override 'eval.fid={enabled: true, features: ",
+                   "eval.fid.features: '" + missing + "' does not exist"});
+
+  const RunConfig fine = vdm::parse_config("data: {path: " + dir.path.string() + "}\n", "f.yaml");
+  EXPECT_NO_THROW(vdm::check_paths(fine));
+}
