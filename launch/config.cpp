@@ -6,10 +6,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -21,8 +19,8 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
-const Strings kWeightings = {"elbo", "sigmoid", "edm",   "edm_monotonic", "iddpm",
-                             "v_mse", "min_snr", "p2",   "flow_matching"};
+const Strings kWeightings = {"elbo",  "sigmoid", "edm", "edm_monotonic", "iddpm",
+                             "v_mse", "min_snr", "p2",  "flow_matching"};
 
 std::string join(const Strings& items) {
   std::string out;
@@ -42,8 +40,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     for (size_t j = 1; j <= b.size(); ++j) {
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1,
-                          d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
       if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
         d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
@@ -93,22 +91,25 @@ std::string format_number(double v) {
   return s;
 }
 
+// from_chars rather than strtod: a locale set elsewhere in the process must not change how
+// "0.5" reads.
 bool parse_number(const std::string& text, double& out) {
-  if (text.empty()) return false;
-  char* end = nullptr;
-  const double v = std::strtod(text.c_str(), &end);
-  if (*end != '\0' || !std::isfinite(v)) return false;
+  const char* first = text.c_str() + (text.size() > 1 && text[0] == '+' ? 1 : 0);
+  const char* last = text.c_str() + text.size();
+  double v = 0;
+  const auto r = std::from_chars(first, last, v);
+  if (r.ec != std::errc() || r.ptr != last || !std::isfinite(v)) return false;
   out = v;
   return true;
 }
 
 // Accepts 1e6 as well as 1000000: step counts are often written that way.
 bool parse_integer(const std::string& text, int64_t& out) {
-  if (text.empty()) return false;
-  char* end = nullptr;
-  errno = 0;
-  const long long v = std::strtoll(text.c_str(), &end, 10);
-  if (*end == '\0' && errno == 0) {
+  const char* first = text.c_str() + (text.size() > 1 && text[0] == '+' ? 1 : 0);
+  const char* last = text.c_str() + text.size();
+  int64_t v = 0;
+  const auto r = std::from_chars(first, last, v);
+  if (r.ec == std::errc() && r.ptr == last) {
     out = v;
     return true;
   }
@@ -158,8 +159,7 @@ class Provenance {
  private:
   static bool covers(const std::string& claimed, const std::string& key) {
     if (key.compare(0, claimed.size(), claimed) != 0) return false;
-    return key.size() == claimed.size() || key[claimed.size()] == '.' ||
-           key[claimed.size()] == '[';
+    return key.size() == claimed.size() || key[claimed.size()] == '.' || key[claimed.size()] == '[';
   }
 
   std::string source_;
@@ -240,10 +240,10 @@ class Section {
   Section section(const std::string& key) {
     const YAML::Node* v = take(key);
     const char* shorthand = shorthand_key(dotted(key));
-    const YAML::Node node = !v                                ? YAML::Node()
-                            : shorthand && v->IsScalar() ? expand_shorthand(*v, shorthand)
-                                                         : *v;
-    return Section(prov_, node, dotted(key));
+    if (!v) return Section(prov_, YAML::Node(), dotted(key));
+    if (shorthand && v->IsScalar())
+      return Section(prov_, expand_shorthand(*v, shorthand), dotted(key));
+    return Section(prov_, *v, dotted(key));
   }
 
   // A range or consistency check on a value already read; `fix` says what is allowed.
@@ -251,14 +251,15 @@ class Section {
     if (ok) return;
     const Entry* e = find(key);
     const bool show = e && e->value.IsScalar();
-    prov_.fail(dotted(key), e ? e->value : node_, fix + (show ? ", got " + describe(e->value) : ""));
+    prov_.fail(dotted(key), e ? e->value : node_,
+               fix + (show ? ", got " + describe(e->value) : ""));
   }
   void finish() const {
     for (const auto& e : entries_)
       if (std::find(known_.begin(), known_.end(), e.key) == known_.end())
-        prov_.fail(dotted(e.key), e.key_node,
-                   "unknown key" + did_you_mean(e.key, known_) + " (valid keys: " + join(known_) +
-                       ")");
+        prov_.fail(
+            dotted(e.key), e.key_node,
+            "unknown key" + did_you_mean(e.key, known_) + " (valid keys: " + join(known_) + ")");
   }
 
  private:
@@ -537,8 +538,7 @@ void apply_override(YAML::Node& root, const std::string& text, Provenance& prov)
       child = expand_shorthand(child, shorthand_key(path));
     } else if (!child.IsMap()) {
       throw ConfigError(who + ": " + path + " is a value, not a section, so it has no key '" +
-                        parts[i + 1] + "'; did you mean " + path + "=" + text.substr(eq + 1) +
-                        "?");
+                        parts[i + 1] + "'; did you mean " + path + "=" + text.substr(eq + 1) + "?");
     }
     node.reset(child);
   }
@@ -731,8 +731,8 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& source_n
   Provenance prov(label);
   if (!root.IsDefined() || root.IsNull()) root.reset(YAML::Node(YAML::NodeType::Map));
   if (!root.IsMap())
-    prov.fail("", root, "expected a map of sections (name, seed, data, model, ...), got " +
-                            describe(root));
+    prov.fail("", root,
+              "expected a map of sections (name, seed, data, model, ...), got " + describe(root));
   for (const auto& text : overrides) apply_override(root, text, prov);
 
   RunConfig cfg = read_run(root, prov);

@@ -33,7 +33,7 @@ struct ModelConfig {
   std::string preset = "tiny";  // tiny | quickstart | cifar10_vdm | imagenet64_adm
   int64_t channels = 0;         // 0: the preset's width
   double dropout = 0.0;
-  int64_t num_classes = 0;      // 0: unconditional
+  int64_t num_classes = 0;  // 0: unconditional
 };
 
 struct TrainConfig {

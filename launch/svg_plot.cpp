@@ -73,7 +73,7 @@ std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOpt
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << o.width << "\" height=\""
       << o.height << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"" << L + W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">"
+      << "<text x=\"12\" y=\"22\" font-size=\"14\">"
       << escape(o.title) << "</text>\n";
   for (double v : ticks(x0, x1, 8)) {
     svg << "<line x1=\"" << px(v) << "\" x2=\"" << px(v) << "\" y1=\"" << T << "\" y2=\"" << T + H
