@@ -348,6 +348,8 @@ void read(Section s, WeightingOptions& w) {
   s.get("bias", w.bias);
   s.get("k", w.k);
   s.require(w.k > 0, "k", kPositive);
+  s.get("p2_k", w.p2_k);
+  s.require(w.p2_k > 0, "p2_k", kPositive);
   s.get("gamma", w.gamma);
   s.require(w.gamma >= 0, "gamma", "must be >= 0");
   s.get("p_mean", w.p_mean);
@@ -635,6 +637,7 @@ std::string emit(const RunConfig& c) {
   w.put("name", o.weighting.name);
   w.put("bias", o.weighting.bias);
   w.put("k", o.weighting.k);
+  w.put("p2_k", o.weighting.p2_k);
   w.put("gamma", o.weighting.gamma);
   w.put("p_mean", o.weighting.p_mean);
   w.put("p_std", o.weighting.p_std);

@@ -303,7 +303,7 @@ objective:
     nmae: sigmoid
 )");
   expect_contains(msg, {"x.yaml:7: objective.weighting.nmae: unknown key; did you mean 'name'?",
-                        "(valid keys: name, bias, k, gamma, p_mean, p_std, sigma_data)"});
+                        "(valid keys: name, bias, k, p2_k, gamma, p_mean, p_std, sigma_data)"});
 }
 
 TEST(Config, UnknownSectionAndPrefixSuggestion) {
