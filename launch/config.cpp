@@ -318,8 +318,10 @@ void read(Section s, ModelConfig& m) {
   s.choose("preset", m.preset, {"tiny", "quickstart", "cifar10_vdm", "imagenet64_adm"});
   s.get("channels", m.channels);
   s.require(m.channels >= 0, "channels", "must be >= 0 (0: the preset's width)");
-  s.get("dropout", m.dropout);
-  s.require(m.dropout >= 0 && m.dropout < 1, "dropout", kUnitOpen);
+  if (s.has("dropout")) {
+    s.get("dropout", m.dropout);
+    s.require(m.dropout >= 0 && m.dropout < 1, "dropout", kUnitOpen);
+  }
   s.get("num_classes", m.num_classes);
   s.require(m.num_classes >= 0, "num_classes", "must be >= 0 (0: unconditional)");
   s.finish();
@@ -617,7 +619,7 @@ std::string emit(const RunConfig& c) {
   w.begin("model");
   w.put("preset", c.model.preset);
   w.put("channels", c.model.channels);
-  w.put("dropout", c.model.dropout);
+  if (c.model.dropout >= 0) w.put("dropout", c.model.dropout);
   w.put("num_classes", c.model.num_classes);
   w.end();
   w.begin("schedule");

@@ -32,7 +32,7 @@ struct DataConfig {
 struct ModelConfig {
   std::string preset = "tiny";  // tiny | quickstart | cifar10_vdm | imagenet64_adm
   int64_t channels = 0;         // 0: the preset's width
-  double dropout = 0.0;
+  double dropout = -1.0;        // < 0: the preset's dropout
   int64_t num_classes = 0;  // 0: unconditional
 };
 

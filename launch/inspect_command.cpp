@@ -1,6 +1,7 @@
 // `vdm inspect objective CONFIG [key=value ...]`: tabulates the objective's weighting w(lambda),
 // proposal density p(lambda), their ratio (the per-example loss weight) and monotonicity, as CSV,
-// and draws w and p in an SVG. It builds the objective exactly as training would.
+// and draws w and p in an SVG. `vdm inspect model CONFIG`: the network's size and cost. Both
+// build their piece exactly as training would.
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
@@ -13,8 +14,10 @@
 
 #include "launch/commands.h"
 #include "launch/config.h"
+#include "launch/module_options.h"
 #include "launch/output_file.h"
 #include "launch/svg_plot.h"
+#include "models/model_presets.h"
 #include "objectives/objective.h"
 
 namespace vdm {
@@ -124,6 +127,21 @@ void inspect_objective(const InspectArgs& args) {
   }
 }
 
+void inspect_model(const InspectArgs& args) {
+  RunConfig cfg = load_config(args.config, args.overrides);
+  DenoiserNet net;
+  try {
+    net = make_model(model_options(cfg));
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(args.config + ": model.preset=" + cfg.model.preset +
+                      " with data.resolution=" + std::to_string(cfg.data.resolution) + ": " +
+                      e.what());
+  }
+  std::cout << net->summary() << "\n";
+  std::cout << "parameters: " << net->parameter_count() << "\n";
+  std::cout << "forward GFLOP per image: " << net->flops_per_image() / 1e9 << "\n";
+}
+
 }  // namespace
 
 void add_inspect_command(CLI::App& app) {
@@ -141,6 +159,13 @@ void add_inspect_command(CLI::App& app) {
   cmd->add_option("--csv", args->csv, "also write the CSV to this file");
   cmd->add_option("--plot", args->plot, "draw w and p into this SVG file");
   cmd->callback([args] { inspect_objective(*args); });
+
+  auto* model = inspect->add_subcommand(
+      "model", "Print the config's network: architecture, parameter count, forward FLOPs/image");
+  auto margs = std::make_shared<InspectArgs>();
+  model->add_option("config", margs->config, "YAML config file")->required();
+  model->add_option("overrides", margs->overrides, "key.path=value overrides (Hydra style)");
+  model->callback([margs] { inspect_model(*margs); });
 }
 
 }  // namespace vdm

@@ -1,0 +1,103 @@
+// Residual, attention and resampling blocks (see unet_blocks.h).
+#include "models/unet_blocks.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace vdm {
+
+namespace F = torch::nn::functional;
+
+int64_t norm_groups(int64_t channels) {
+  for (int64_t g = 32; g > 1; --g)
+    if (channels % g == 0) return g;
+  return 1;
+}
+
+torch::nn::GroupNorm group_norm(int64_t channels) {
+  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(norm_groups(channels), channels).eps(1e-6));
+}
+
+void zero_parameters(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters()) p.zero_();
+}
+
+static torch::nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride = 1) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1));
+}
+
+ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t emb_dim, double dropout,
+                           bool scale_shift_, int64_t h, int64_t w, FlopCounter& flops)
+    : scale_shift(scale_shift_) {
+  norm1 = register_module("norm1", group_norm(in));
+  conv1 = register_module("conv1", conv3x3(in, out));
+  emb_proj = register_module("emb_proj", torch::nn::Linear(emb_dim, scale_shift ? 2 * out : out));
+  norm2 = register_module("norm2", group_norm(out));
+  drop = register_module("drop", torch::nn::Dropout(dropout));
+  conv2 = register_module("conv2", conv3x3(out, out));
+  zero_parameters(*conv2);
+  flops.conv(in, out, 3, h, w);
+  flops.conv(out, out, 3, h, w);
+  flops.linear(emb_dim, scale_shift ? 2 * out : out);
+  if (in != out) {
+    skip = register_module("skip", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1)));
+    flops.conv(in, out, 1, h, w);
+  }
+}
+
+torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) {
+  auto h = conv1(torch::silu(norm1(x)));
+  auto e = emb_proj(torch::silu(emb)).unsqueeze(-1).unsqueeze(-1);
+  if (scale_shift) {
+    auto parts = e.chunk(2, 1);
+    h = norm2(h) * (1 + parts[0]) + parts[1];
+  } else {
+    h = norm2(h + e);
+  }
+  h = conv2(drop(torch::silu(h)));
+  return (skip ? skip(x) : x) + h;
+}
+
+AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t heads_, int64_t h, int64_t w,
+                                       FlopCounter& flops)
+    : heads(heads_) {
+  TORCH_CHECK(heads > 0 && channels % heads == 0, "attention: ", channels,
+              " channels do not split into ", heads, " heads");
+  norm = register_module("norm", group_norm(channels));
+  qkv = register_module("qkv", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, 3 * channels, 1)));
+  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 1)));
+  zero_parameters(*proj);
+  const double n = double(h * w);
+  flops.conv(channels, 3 * channels, 1, h, w);
+  flops.conv(channels, channels, 1, h, w);
+  flops.total += 2.0 * 2.0 * n * n * double(channels);  // QK^T and AV
+}
+
+torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x) {
+  const auto B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), d = C / heads;
+  auto q_k_v = qkv(norm(x)).reshape({B, 3, heads, d, H * W}).unbind(1);
+  auto q = q_k_v[0].transpose(-1, -2), k = q_k_v[1], v = q_k_v[2].transpose(-1, -2);
+  auto attn = torch::softmax(torch::matmul(q, k) / std::sqrt(double(d)), -1);
+  auto out = torch::matmul(attn, v).transpose(-1, -2).reshape({B, C, H, W});
+  return x + proj(out);
+}
+
+DownsampleImpl::DownsampleImpl(int64_t channels, int64_t h, int64_t w, FlopCounter& flops) {
+  conv = register_module("conv", conv3x3(channels, channels, 2));
+  flops.conv(channels, channels, 3, h / 2, w / 2);
+}
+
+UpsampleImpl::UpsampleImpl(int64_t channels, int64_t h, int64_t w, FlopCounter& flops) {
+  conv = register_module("conv", conv3x3(channels, channels));
+  flops.conv(channels, channels, 3, 2 * h, 2 * w);
+}
+
+torch::Tensor UpsampleImpl::forward(const torch::Tensor& x) {
+  return conv(F::interpolate(x, F::InterpolateFuncOptions()
+                                    .scale_factor(std::vector<double>{2.0, 2.0})
+                                    .mode(torch::kNearest)));
+}
+
+}  // namespace vdm
