@@ -17,8 +17,11 @@ NoiseEmbeddingImpl::NoiseEmbeddingImpl(int64_t features_, int64_t dim, double ma
 }
 
 torch::Tensor NoiseEmbeddingImpl::forward(const torch::Tensor& c_noise) {
-  auto arg = c_noise.to(frequencies.scalar_type()).reshape({-1, 1}) * frequencies.unsqueeze(0);
-  auto h = torch::cat({torch::sin(arg), torch::cos(arg)}, 1);
+  // The sinusoids' arguments reach ~1000: bf16 (a bf16 model's buffers) would blur
+  // neighbouring noise levels, so they are formed in at least float32.
+  const auto dtype = at::promote_types(c_noise.scalar_type(), torch::kFloat32);
+  auto arg = c_noise.to(dtype).reshape({-1, 1}) * frequencies.to(dtype).unsqueeze(0);
+  auto h = torch::cat({torch::sin(arg), torch::cos(arg)}, 1).to(fc1->weight.scalar_type());
   return fc2(torch::silu(fc1(h)));
 }
 
