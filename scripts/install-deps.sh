@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libturbojpeg0-dev libpng-dev libzip-dev zlib1g-dev
   dataset-fashion-mnist
+  python3-pil python3-numpy
 )
 
 missing=()
