@@ -22,6 +22,7 @@ int run_cli(int argc, char** argv) {
   CLI::App app{"vdm: variational diffusion models on many machines"};
   app.require_subcommand(1);
   add_inspect_command(app);
+  add_pack_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

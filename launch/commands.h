@@ -8,5 +8,6 @@ class App;
 namespace vdm {
 
 void add_inspect_command(CLI::App& app);
+void add_pack_command(CLI::App& app);
 
 }  // namespace vdm

@@ -15,7 +15,7 @@
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/module_options.h"
-#include "launch/output_file.h"
+#include "data/atomic_file.h"
 #include "launch/svg_plot.h"
 #include "models/model_presets.h"
 #include "objectives/objective.h"

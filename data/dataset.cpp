@@ -1,0 +1,24 @@
+// The dataset factory: one place that knows every format.
+#include "data/dataset.h"
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "data/idx_dataset.h"
+#include "data/image_folder_dataset.h"
+#include "data/packed_dataset.h"
+
+namespace vdm {
+
+DatasetPtr open_dataset(const DataOptions& o) {
+  if (o.path.empty()) throw std::runtime_error("data.path is not set; point it at the dataset");
+  if (!std::filesystem::exists(o.path))
+    throw std::runtime_error("data.path " + o.path + " does not exist; check the path (for "
+                             "Fashion-MNIST: apt-get install dataset-fashion-mnist)");
+  if (o.format == "idx") return std::make_shared<IdxDataset>(o);
+  if (o.format == "imagefolder") return std::make_shared<ImageFolderDataset>(o);
+  if (o.format == "packed") return std::make_shared<PackedDataset>(o);
+  throw std::runtime_error("unknown data.format '" + o.format + "' (choose idx, imagefolder or packed)");
+}
+
+}  // namespace vdm
