@@ -101,8 +101,9 @@ tjhandle decompressor() {
   // a truncated download, which would otherwise decode as a grey-padded image. A training set
   // should never see those pixels, so a warning counts as corruption.
   if (tjGetErrorCode(handle) == TJERR_WARNING) msg += " (warning treated as an error)";
-  // libjpeg-turbo 2.1 leaves a handle that stopped on a warning unable to read the next header
-  // ("Unsupported marker type"); errors are rare, so start the next decode on a fresh one.
+  // TurboJPEG 2.1 does not reset libjpeg's state when tjDecompressHeader3 fails, so the next
+  // file on the same handle fails too (seen: "Unsupported marker type" forever after). Errors
+  // are rare: start the next decode on a fresh handle.
   thread_decompressor().reset();
   throw ImageError(msg);
 }
@@ -150,6 +151,8 @@ Image decode_jpeg(const uint8_t* data, size_t size, int channels, int min_side) 
   if (tjDecompressHeader3(tj, data, static_cast<unsigned long>(size), &width, &height, &subsamp,
                           &colorspace) != 0)
     throw_tj(tj, "header");
+  // A stream that ends before its frame header reads as "tables only": no error, no size.
+  if (width <= 0 || height <= 0) throw ImageError("corrupt JPEG (header): no image data (truncated?)");
   check_size(width, height);
 
   const tjscalingfactor scale = pick_scale(width, height, min_side);
