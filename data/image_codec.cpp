@@ -10,6 +10,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -152,7 +153,10 @@ Image decode_jpeg(const uint8_t* data, size_t size, int channels, int min_side) 
                           &colorspace) != 0)
     throw_tj(tj, "header");
   // A stream that ends before its frame header reads as "tables only": no error, no size.
-  if (width <= 0 || height <= 0) throw ImageError("corrupt JPEG (header): no image data (truncated?)");
+  if (width <= 0 || height <= 0) {
+    thread_decompressor().reset();
+    throw ImageError("corrupt JPEG (header): no image data (truncated?)");
+  }
   check_size(width, height);
 
   const tjscalingfactor scale = pick_scale(width, height, min_side);
@@ -325,13 +329,15 @@ Image decode_image(const uint8_t* data, size_t size, int channels, int min_side)
 }
 
 Image read_image_file(const std::string& path, int channels, int min_side) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  // file_size first: it reports a missing file or a directory by name (an ifstream happily
+  // "opens" a directory and then claims an absurd size).
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) throw ImageError(path + ": cannot read: " + ec.message());
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw ImageError(path + ": cannot open: " + std::strerror(errno));
-  const std::streamoff size = in.tellg();
-  if (size < 0) throw ImageError(path + ": cannot determine the file size");
   std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.seekg(0);
-  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), std::streamsize(size)))
     throw ImageError(path + ": read error");
   try {
     return decode_image(bytes.data(), bytes.size(), channels, min_side);

@@ -54,9 +54,9 @@ void Loader::read_sample(int64_t epoch, int64_t index, uint8_t* out, int64_t* us
       return;
     } catch (const ImageError& e) {
       if (options_.on_error == "fail")
-        throw std::runtime_error(dataset_->source(i) + ": " + e.what() +
+        throw std::runtime_error(std::string(e.what()) +
                                  " (data.on_error=fail; set skip to leave such files out)");
-      spdlog::warn("skipping unreadable sample {}: {}", dataset_->source(i), e.what());
+      spdlog::warn("skipping unreadable sample: {}", e.what());
       ++skipped_;
     }
   }

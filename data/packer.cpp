@@ -72,10 +72,10 @@ PackSummary pack_dataset(const PackOptions& o, const std::function<void(const Pa
           } catch (const ImageError& e) {
             if (o.source.on_error == "fail") {
               std::lock_guard<std::mutex> lock(failure_mutex);
-              failure = source->source(first + i) + ": " + e.what();
+              failure = e.what();
               failed = true;
             } else {
-              spdlog::warn("skipping {}: {}", source->source(first + i), e.what());
+              spdlog::warn("skipping unreadable sample: {}", e.what());
               ++bad;
             }
           }
@@ -85,7 +85,7 @@ PackSummary pack_dataset(const PackOptions& o, const std::function<void(const Pa
       std::vector<std::thread> pool;
       for (int64_t t = 0; t < o.threads; ++t) pool.emplace_back(worker);
       while (done < count && !failed) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
         if (progress) progress({state.done + done, N, state.skipped + bad, elapsed()});
       }
       for (auto& t : pool) t.join();

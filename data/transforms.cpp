@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -52,11 +53,12 @@ double kernel_value(Kernel k, double x) {
 // The taps of one axis for output indices [begin, begin + count): output i reads source
 // samples [first[i], first[i] + taps[i]) with weights[i * max_taps + j].
 //
-// Sampling model (the one PIL's resize uses): output pixel i covers the source interval
+// Sampling model (the one Pillow's resize uses, libImaging/Resample.c): output pixel i covers the source interval
 // [i, i + 1) * scale, scale = in / out, and its centre is (i + 0.5) * scale. When downscaling,
 // the kernel is stretched by the scale factor so it integrates over every source pixel the
 // output covers (antialiasing); when upscaling it is used as is. Weights are normalised to sum
-// to 1, which also handles the taps cut off at the image border.
+// to 1, which also handles the taps cut off at the image border. With the same model and
+// kernels, results equal Pillow's float32 ("F" mode) resize exactly (see test_image.cpp).
 struct AxisTaps {
   int max_taps = 0;
   std::vector<int> first, taps;
@@ -90,115 +92,156 @@ AxisTaps make_taps(int in_size, int out_size, Kernel kernel, int begin, int coun
   return t;
 }
 
-// Horizontal pass: for each of `rows` rows of `src` (width w, C channels, row stride w * C),
-// writes the output columns described by `tx` into dst (tx.first.size() columns per row).
-template <int C, class T>
-void horizontal_fixed(const T* src, int w, int rows, const AxisTaps& tx, float* dst) {
+// Horizontal taps applied to one float row (the row starts at source column `col0`), giving
+// tx.first.size() output pixels. One scalar accumulator per channel keeps the sums in
+// registers (an accumulator array in memory costs a store-forwarding round trip per tap).
+template <int C>
+void horizontal_fixed(const float* __restrict row, int col0, const AxisTaps& tx, float* __restrict out) {
+  static_assert(C == 1 || C == 3, "specialised for gray and RGB");
   const int nx = int(tx.first.size());
-  for (int y = 0; y < rows; ++y) {
-    const T* row = src + size_t(y) * w * C;
-    float* out = dst + size_t(y) * nx * C;
-    for (int x = 0; x < nx; ++x) {
-      const float* wt = tx.weights.data() + size_t(x) * tx.max_taps;
-      const T* p = row + size_t(tx.first[x]) * C;
-      float acc[C] = {};
-      for (int j = 0; j < tx.taps[x]; ++j)
-        for (int ch = 0; ch < C; ++ch) acc[ch] += wt[j] * float(p[j * C + ch]);
-      for (int ch = 0; ch < C; ++ch) out[x * C + ch] = acc[ch];
-    }
-  }
-}
-
-template <class T>
-void horizontal_any(const T* src, int w, int c, int rows, const AxisTaps& tx, float* dst) {
-  const int nx = int(tx.first.size());
-  for (int y = 0; y < rows; ++y) {
-    const T* row = src + size_t(y) * w * c;
-    float* out = dst + size_t(y) * nx * c;
-    for (int x = 0; x < nx; ++x) {
-      const float* wt = tx.weights.data() + size_t(x) * tx.max_taps;
-      const T* p = row + size_t(tx.first[x]) * c;
-      for (int ch = 0; ch < c; ++ch) {
-        float acc = 0.0f;
-        for (int j = 0; j < tx.taps[x]; ++j) acc += wt[j] * float(p[j * c + ch]);
-        out[x * c + ch] = acc;
+  for (int x = 0; x < nx; ++x) {
+    const float* wt = tx.weights.data() + size_t(x) * tx.max_taps;
+    const float* p = row + size_t(tx.first[x] - col0) * C;
+    const int n = tx.taps[x];
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f;
+    for (int j = 0; j < n; ++j, p += C) {
+      const float wj = wt[j];
+      a0 += wj * p[0];
+      if constexpr (C == 3) {
+        a1 += wj * p[1];
+        a2 += wj * p[2];
       }
     }
+    out[x * C] = a0;
+    if constexpr (C == 3) {
+      out[x * C + 1] = a1;
+      out[x * C + 2] = a2;
+    }
   }
 }
 
-template <class T>
-void horizontal(const T* src, int w, int c, int rows, const AxisTaps& tx, float* dst) {
-  if (c == 3) return horizontal_fixed<3>(src, w, rows, tx, dst);
-  if (c == 1) return horizontal_fixed<1>(src, w, rows, tx, dst);
-  horizontal_any(src, w, c, rows, tx, dst);
+void horizontal(const float* row, int col0, int c, const AxisTaps& tx, float* out) {
+  if (c == 3) return horizontal_fixed<3>(row, col0, tx, out);
+  if (c == 1) return horizontal_fixed<1>(row, col0, tx, out);
+  const int nx = int(tx.first.size());
+  for (int x = 0; x < nx; ++x) {
+    const float* wt = tx.weights.data() + size_t(x) * tx.max_taps;
+    const float* p = row + size_t(tx.first[x] - col0) * c;
+    for (int ch = 0; ch < c; ++ch) {
+      float acc = 0.0f;
+      for (int j = 0; j < tx.taps[x]; ++j) acc += wt[j] * p[j * c + ch];
+      out[x * c + ch] = acc;
+    }
+  }
 }
+
+// dst[i] (+)= weight * src[i] along a row; __restrict lets the compiler vectorise it.
+template <class T>
+void scaled_row(float* __restrict dst, const T* __restrict src, float weight, size_t n, bool accumulate) {
+  if (accumulate) {
+    for (size_t i = 0; i < n; ++i) dst[i] += weight * float(src[i]);
+  } else {
+    for (size_t i = 0; i < n; ++i) dst[i] = weight * float(src[i]);
+  }
+}
+
+// out[x] = scale * (in[2x] + in[2x + 1]) per channel: the horizontal half of a 2x box
+// reduction. The channel count is a template argument so the loop compiles to straight code.
+template <int C>
+void pair_sum_fixed(const float* __restrict in, float* __restrict out, size_t nx, float scale) {
+  for (size_t x = 0; x < nx; ++x)
+    for (int ch = 0; ch < C; ++ch) out[x * C + ch] = scale * (in[2 * x * C + ch] + in[(2 * x + 1) * C + ch]);
+}
+
+void pair_sum(const float* in, float* out, size_t nx, int c, float scale) {
+  if (c == 3) return pair_sum_fixed<3>(in, out, nx, scale);
+  if (c == 1) return pair_sum_fixed<1>(in, out, nx, scale);
+  for (size_t x = 0; x < nx; ++x)
+    for (int ch = 0; ch < c; ++ch) out[x * c + ch] = scale * (in[2 * x * c + ch] + in[(2 * x + 1) * c + ch]);
+}
+
+// Per-thread scratch memory reused across calls: a fresh multi-megabyte buffer per image costs
+// more in page faults and zeroing than the arithmetic done in it. Buffers grown beyond
+// kKeepFloats (images far larger than ImageNet's) are released after the call.
+constexpr size_t kKeepFloats = size_t(4) << 20;
+
+struct Scratch {
+  std::unique_ptr<float[]> data;
+  size_t capacity = 0;
+  float* get(size_t n) {
+    if (n > capacity) {
+      data.reset(new float[n]);
+      capacity = n;
+    }
+    return data.get();
+  }
+  void trim() {
+    if (capacity > kKeepFloats) data.reset(), capacity = 0;
+  }
+};
 
 // Resamples a w x h x c image to out_w x out_h, computing only the window
 // [x0, x0 + nx) x [y0, y0 + ny) of the output (the center crop: the pixels outside it would be
-// thrown away). Horizontal pass first, then vertical, as PIL does. An axis whose size does not
-// change is copied, not filtered (the kernels are interpolating, so that is the same result).
+// thrown away), into out (ny x nx x c). Separable: for each output row, the weighted sum of
+// its source rows (contiguous, vectorised) restricted to the columns the window needs, then
+// the horizontal taps on that one row. In exact arithmetic the order of the two passes does
+// not matter (PIL does horizontal first); this order needs one row of scratch and puts the
+// bulk of the work in the vectorised loop. An axis whose size does not change is copied, not
+// filtered (the kernels interpolate, so that is the same result).
 template <class T>
-std::vector<float> resample(const T* src, int w, int h, int c, int out_w, int out_h, Kernel kernel,
-                            int x0, int nx, int y0, int ny) {
+void resample(const T* src, int w, int h, int c, int out_w, int out_h, Kernel kernel, int x0, int nx, int y0,
+              int ny, float* out) {
   const bool filter_x = out_w != w, filter_y = out_h != h;
-  AxisTaps ty;
-  int row_lo = y0, row_hi = y0 + ny;  // source rows the vertical pass reads
-  if (filter_y) {
-    ty = make_taps(h, out_h, kernel, y0, ny);
-    row_lo = ty.first.front();
-    row_hi = ty.first.back() + ty.taps.back();
-    for (int i = 0; i < ny; ++i) {  // first[] is monotone, but be safe with tap counts
-      row_lo = std::min(row_lo, ty.first[i]);
-      row_hi = std::max(row_hi, ty.first[i] + ty.taps[i]);
-    }
-  }
-  const int rows = row_hi - row_lo;
-  const size_t row_len = size_t(nx) * c;
-
-  std::vector<float> tmp(size_t(rows) * row_len);
-  const T* src_rows = src + size_t(row_lo) * w * c;
+  AxisTaps tx, ty;
+  int col_lo = x0, col_hi = x0 + nx;  // source columns the window reads
   if (filter_x) {
-    horizontal(src_rows, w, c, rows, make_taps(w, out_w, kernel, x0, nx), tmp.data());
-  } else {
-    for (int y = 0; y < rows; ++y) {
-      const T* in = src_rows + size_t(y) * w * c + size_t(x0) * c;
-      std::transform(in, in + row_len, tmp.data() + size_t(y) * row_len, [](T v) { return float(v); });
+    tx = make_taps(w, out_w, kernel, x0, nx);
+    col_lo = w, col_hi = 0;
+    for (int i = 0; i < nx; ++i) {
+      col_lo = std::min(col_lo, tx.first[i]);
+      col_hi = std::max(col_hi, tx.first[i] + tx.taps[i]);
     }
   }
-  if (!filter_y) return tmp;  // rows == ny, starting at y0
+  if (filter_y) ty = make_taps(h, out_h, kernel, y0, ny);
+  const bool pairs_x = kernel == Kernel::Box && w == 2 * out_w && x0 == 0;
 
-  std::vector<float> out(size_t(ny) * row_len, 0.0f);
+  const size_t row_len = size_t(col_hi - col_lo) * c, out_len = size_t(nx) * c;
+  std::vector<float> row(filter_x ? row_len : 0);
   for (int y = 0; y < ny; ++y) {
-    float* dst = out.data() + size_t(y) * row_len;
-    const float* wt = ty.weights.data() + size_t(y) * ty.max_taps;
-    for (int j = 0; j < ty.taps[y]; ++j) {
-      const float* in = tmp.data() + size_t(ty.first[y] + j - row_lo) * row_len;
-      const float wj = wt[j];
-      for (size_t i = 0; i < row_len; ++i) dst[i] += wj * in[i];  // vectorises over the row
+    float* dst = out + size_t(y) * out_len;
+    float* acc = filter_x ? row.data() : dst;  // without x filtering the row is the output
+    if (filter_y) {
+      const float* wt = ty.weights.data() + size_t(y) * ty.max_taps;
+      for (int j = 0; j < ty.taps[y]; ++j)
+        scaled_row(acc, src + (size_t(ty.first[y] + j) * w + col_lo) * c, wt[j], row_len, j > 0);
+    } else {
+      const T* in = src + (size_t(y0 + y) * w + col_lo) * c;
+      std::transform(in, in + row_len, acc, [](T v) { return float(v); });
+    }
+    if (pairs_x) {
+      // Box at scale exactly 2 (an even width in a halving): the two taps are 0.5 and 0.5.
+      pair_sum(acc, dst, size_t(nx), c, 0.5f);
+    } else if (filter_x) {
+      horizontal(acc, col_lo, c, tx, dst);
     }
   }
-  return out;
 }
 
 // Exact 2x downscaling of an image with even width and height: the mean of each 2x2 block.
-// This is what the box resample gives at scale exactly 2, only faster.
+// This is what the box resample gives at scale exactly 2, only faster: the vertical pair sum
+// runs over whole rows (vectorised), then horizontal pairs are added.
 template <class T>
-std::vector<float> halve_even(const T* src, int w, int h, int c) {
+void halve_even(const T* src, int w, int h, int c, float* out) {
   const int ow = w / 2, oh = h / 2;
-  std::vector<float> out(size_t(ow) * oh * c);
-  const size_t stride = size_t(w) * c;
+  const size_t row_len = size_t(w) * c;
+  std::vector<float> pair(row_len);
+  float* __restrict sum = pair.data();
   for (int y = 0; y < oh; ++y) {
-    const T* r0 = src + size_t(2 * y) * stride;
-    const T* r1 = r0 + stride;
-    float* dst = out.data() + size_t(y) * ow * c;
-    for (int x = 0; x < ow; ++x)
-      for (int ch = 0; ch < c; ++ch) {
-        const size_t a = size_t(2 * x) * c + ch, b = a + c;
-        dst[x * c + ch] = 0.25f * ((float(r0[a]) + float(r0[b])) + (float(r1[a]) + float(r1[b])));
-      }
+    const T* __restrict r0 = src + size_t(2 * y) * row_len;
+    const T* __restrict r1 = r0 + row_len;
+    for (size_t i = 0; i < row_len; ++i) sum[i] = float(r0[i]) + float(r1[i]);
+    pair_sum(sum, out + size_t(y) * ow * c, size_t(ow), c, 0.25f);
   }
-  return out;
 }
 
 // ADM's reduction step, pil_image.resize((w // 2, h // 2), Image.BOX): the size is floored, and
@@ -206,14 +249,18 @@ std::vector<float> halve_even(const T* src, int w, int h, int c) {
 // pixels whose centres fall in each output pixel. Reproduced exactly (up to float rounding)
 // through the general resampler; even sizes take the 2x2-mean fast path.
 template <class T>
-std::vector<float> halve(const T* src, int w, int h, int c) {
-  if (w % 2 == 0 && h % 2 == 0) return halve_even(src, w, h, c);
-  return resample(src, w, h, c, w / 2, h / 2, Kernel::Box, 0, w / 2, 0, h / 2);
+void halve(const T* src, int w, int h, int c, float* out) {
+  if (w % 2 == 0 && h % 2 == 0) return halve_even(src, w, h, c, out);
+  resample(src, w, h, c, w / 2, h / 2, Kernel::Box, 0, w / 2, 0, h / 2, out);
 }
 
-uint8_t to_u8(float v) {
-  // Round half up, as PIL's fixed-point resampler does; clamp the bicubic/Lanczos overshoot.
-  return uint8_t(std::min(std::max(v, 0.0f), 255.0f) + 0.5f);
+// Round half up, as PIL's fixed-point resampler does, and clamp the bicubic/Lanczos overshoot.
+// Written branch-free through int so that the loop vectorises.
+void to_u8(const float* __restrict in, uint8_t* __restrict out, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const float v = std::min(std::max(in[i] + 0.5f, 0.0f), 255.0f);
+    out[i] = uint8_t(int(v));
+  }
 }
 
 }  // namespace
@@ -229,9 +276,17 @@ Image center_crop_resize(const Image& image, int resolution, ResizeFilter filter
 
   // 1. While the image is at least twice the target, halve it with a box filter (cheap, and a
   //    proper low-pass before the final bicubic, which only antialiases over its own support).
-  std::vector<float> cur;
+  //    Intermediates stay float, ping-ponging between two scratch buffers.
+  thread_local Scratch scratch[2];
+  const float* cur = nullptr;
+  int which = 0;
   while (std::min(w, h) >= 2 * R) {
-    cur = cur.empty() ? halve(image.pixels.data(), w, h, c) : halve(cur.data(), w, h, c);
+    float* next = scratch[which].get(size_t(w / 2) * (h / 2) * c);
+    if (cur)
+      halve(cur, w, h, c, next);
+    else
+      halve(image.pixels.data(), w, h, c, next);
+    cur = next, which ^= 1;
     w /= 2, h /= 2;
   }
 
@@ -245,16 +300,19 @@ Image center_crop_resize(const Image& image, int resolution, ResizeFilter filter
   // 3. Center crop R x R at ((size - R) / 2) floored; only that window is ever computed.
   const int x0 = (out_w - R) / 2, y0 = (out_h - R) / 2;
   const Kernel kernel = filter == ResizeFilter::Lanczos ? Kernel::Lanczos3 : Kernel::Bicubic;
-  const std::vector<float> out =
-      cur.empty() ? resample(image.pixels.data(), w, h, c, out_w, out_h, kernel, x0, R, y0, R)
-                  : resample(cur.data(), w, h, c, out_w, out_h, kernel, x0, R, y0, R);
+  std::vector<float> out(size_t(R) * R * c);
+  if (cur)
+    resample(cur, w, h, c, out_w, out_h, kernel, x0, R, y0, R, out.data());
+  else
+    resample(image.pixels.data(), w, h, c, out_w, out_h, kernel, x0, R, y0, R, out.data());
+  scratch[0].trim(), scratch[1].trim();
 
   Image result;
   result.width = R;
   result.height = R;
   result.channels = c;
   result.pixels.resize(out.size());
-  std::transform(out.begin(), out.end(), result.pixels.begin(), to_u8);
+  to_u8(out.data(), result.pixels.data(), out.size());
   return result;
 }
 

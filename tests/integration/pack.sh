@@ -8,7 +8,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-python3 - "$WORK/src" <<'PY'
+/usr/bin/python3 - "$WORK/src" <<'PY'
 import os, sys, random
 from PIL import Image
 root = sys.argv[1]
