@@ -3,6 +3,8 @@
 // epoch's global stream from any position in it, for any world size.
 #include "data/distributed_sampler.h"
 
+#include <algorithm>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -96,6 +98,66 @@ int64_t remaining_stream_length(const SamplerOptions& o, int64_t consumed) {
   return o.drop_last ? left / o.world * o.world : (left + o.world - 1) / o.world * o.world;
 }
 
+std::vector<int64_t> make_permutation(const SamplerOptions& o, int64_t epoch) {
+  const int64_t n = o.dataset_size;
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  std::iota(perm.begin(), perm.end(), int64_t{0});
+  if (!o.shuffle) return perm;
+  // Fisher-Yates (Durstenfeld's in-place form), from the top down as in Knuth's Algorithm P.
+  Xoshiro256ss rng(epoch_key(o.seed, epoch));
+  for (int64_t i = n - 1; i > 0; --i) {
+    const auto j = static_cast<int64_t>(bounded(rng, static_cast<uint64_t>(i) + 1));
+    std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
+  }
+  return perm;
+}
+
+// Shuffling ImageNet's 1.28M indices takes tens of milliseconds, far too long to redo for every
+// batch, and the header keeps no cache. One permutation per thread is kept instead: lock-free,
+// and a sampler is used from one thread at a time anyway. The reference is valid until this
+// thread asks for a different (dataset, seed, epoch).
+const std::vector<int64_t>& cached_permutation(const SamplerOptions& o, int64_t epoch) {
+  struct Entry {
+    bool valid = false;
+    int64_t dataset_size = 0, epoch = 0;
+    uint64_t seed = 0;
+    bool shuffle = false;
+    std::vector<int64_t> perm;
+  };
+  thread_local Entry entry;
+  if (!entry.valid || entry.dataset_size != o.dataset_size || entry.epoch != epoch ||
+      entry.seed != o.seed || entry.shuffle != o.shuffle) {
+    entry.valid = false;  // stays invalid if make_permutation throws (bad_alloc)
+    entry.perm = make_permutation(o, epoch);
+    entry.dataset_size = o.dataset_size;
+    entry.epoch = epoch;
+    entry.seed = o.seed;
+    entry.shuffle = o.shuffle;
+    entry.valid = true;
+  }
+  return entry.perm;
+}
+
+// Up to `count` of this rank's indices from stream position `consumed` on. Position p >= n is
+// padding and wraps to the start of the permutation (p mod n): the positions PyTorch pads
+// with, cyclically when the padding is longer than the dataset.
+std::vector<int64_t> take(const SamplerOptions& o, const SamplerState& state, int64_t count) {
+  if (state.consumed < 0)
+    throw std::invalid_argument("DistributedSampler: restored state has consumed = " +
+                                std::to_string(state.consumed) + " < 0");
+  const int64_t per_rank = remaining_stream_length(o, state.consumed) / o.world;
+  count = std::min(count, per_rank);
+  if (count <= 0) return {};
+  const std::vector<int64_t>& perm = cached_permutation(o, state.epoch);
+  std::vector<int64_t> out(static_cast<size_t>(count));
+  int64_t p = state.consumed + o.rank;
+  for (auto& index : out) {
+    index = perm[static_cast<size_t>(p % o.dataset_size)];
+    p += o.world;
+  }
+  return out;
+}
+
 }  // namespace
 
 DistributedSampler::DistributedSampler(SamplerOptions options) : options_(options) {
@@ -112,35 +174,11 @@ DistributedSampler::DistributedSampler(SamplerOptions options) : options_(option
 }
 
 std::vector<int64_t> DistributedSampler::permutation(int64_t epoch) const {
-  const int64_t n = options_.dataset_size;
-  std::vector<int64_t> perm(static_cast<size_t>(n));
-  std::iota(perm.begin(), perm.end(), int64_t{0});
-  if (!options_.shuffle) return perm;
-  // Fisher-Yates (Durstenfeld's in-place form), from the top down as in Knuth's Algorithm P.
-  Xoshiro256ss rng(epoch_key(options_.seed, epoch));
-  for (int64_t i = n - 1; i > 0; --i) {
-    const auto j = static_cast<int64_t>(bounded(rng, static_cast<uint64_t>(i) + 1));
-    std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
-  }
-  return perm;
+  return cached_permutation(options_, epoch);
 }
 
 std::vector<int64_t> DistributedSampler::remaining_indices() const {
-  if (state_.consumed < 0)
-    throw std::invalid_argument("DistributedSampler: restored state has consumed = " +
-                                std::to_string(state_.consumed) + " < 0");
-  const int64_t length = remaining_stream_length(options_, state_.consumed);
-  if (length == 0) return {};
-  const std::vector<int64_t> perm = permutation(state_.epoch);
-  const int64_t n = options_.dataset_size;
-  std::vector<int64_t> out;
-  out.reserve(static_cast<size_t>(length / options_.world));
-  // Stream position p >= n is padding and wraps to the start of the permutation (p mod n), the
-  // same positions PyTorch pads with, cyclically when the padding is longer than the dataset.
-  for (int64_t p = state_.consumed + options_.rank; p < state_.consumed + length;
-       p += options_.world)
-    out.push_back(perm[static_cast<size_t>(p % n)]);
-  return out;
+  return take(options_, state_, std::numeric_limits<int64_t>::max());
 }
 
 std::vector<int64_t> DistributedSampler::next_batch(int64_t batch) {
@@ -154,15 +192,14 @@ std::vector<int64_t> DistributedSampler::next_batch(int64_t batch) {
         std::to_string(samples_per_rank()) + " samples per rank in an epoch (dataset_size " +
         std::to_string(options_.dataset_size) + ", world " + std::to_string(options_.world) +
         (options_.drop_last ? ", drop_last)" : ")"));
-  std::vector<int64_t> rest = remaining_indices();
-  if (static_cast<int64_t>(rest.size()) < batch) {
+  std::vector<int64_t> out = take(options_, state_, batch);
+  if (static_cast<int64_t>(out.size()) < batch) {
     state_.epoch += 1;
     state_.consumed = 0;
-    rest = remaining_indices();
+    out = take(options_, state_, batch);
   }
-  rest.resize(static_cast<size_t>(batch));
   state_.consumed += batch * options_.world;
-  return rest;
+  return out;
 }
 
 int64_t DistributedSampler::samples_per_rank() const {

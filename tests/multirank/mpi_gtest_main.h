@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <string>
 
 namespace vdm::testing {
 
@@ -16,11 +17,15 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
  public:
   explicit RankFailurePrinter(int rank) : rank_(rank) {}
 
+  // The test's name is kept here because UnitTest::current_test_info() would take the lock
+  // that GTest holds while it reports a part result (a self-deadlock).
+  void OnTestStart(const ::testing::TestInfo& info) override {
+    test_ = std::string(info.test_suite_name()) + "." + info.name();
+  }
+
   void OnTestPartResult(const ::testing::TestPartResult& result) override {
     if (!result.failed()) return;
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::fprintf(stderr, "[rank %d] FAILED %s.%s at %s:%d\n%s\n", rank_,
-                 info ? info->test_suite_name() : "?", info ? info->name() : "?",
+    std::fprintf(stderr, "[rank %d] FAILED %s at %s:%d\n%s\n", rank_, test_.c_str(),
                  result.file_name() ? result.file_name() : "?", result.line_number(),
                  result.message());
     std::fflush(stderr);
@@ -28,6 +33,7 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 
  private:
   int rank_;
+  std::string test_;
 };
 
 inline int mpi_world_rank() {
@@ -59,7 +65,7 @@ int main(int argc, char** argv) {
   int any_failed = 0;
   MPI_Allreduce(&local_failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   if (rank == 0 && any_failed && !local_failed)
-    std::fprintf(stderr, "A test failed on another rank (see the [rank N] lines above).\n");
+    std::fprintf(stderr, "A test failed on another rank (see its [rank N] FAILED lines).\n");
   MPI_Finalize();
   return any_failed;
 }

@@ -197,7 +197,6 @@ TEST(Models, SaveLoadRoundTripIsBitwise) {
 // levels and noise every step (the generator is re-seeded), so the loss can go to ~0.
 TEST(Models, TinyOverfitsOneBatch) {
   torch::manual_seed(0);
-  torch::set_num_threads(2);
   ModelOptions mo;
   mo.in_channels = 1;
   mo.resolution = 16;

@@ -7,6 +7,7 @@
 #include <map>
 #include <numeric>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "data/distributed_sampler.h"
@@ -54,6 +55,32 @@ TEST(DistributedSampler, GoldenPermutation) {
   const Indices big = DistributedSampler(opts(1000, 1, 0, 42)).permutation(7);
   EXPECT_EQ(Indices(big.begin(), big.begin() + 8),
             (Indices{971, 342, 106, 271, 804, 60, 669, 789}));
+}
+
+// The permutation is cached per thread; samplers that differ in any input must not share it.
+TEST(DistributedSampler, PermutationCacheKeysOnEveryInput) {
+  const Indices golden{7, 8, 0, 4, 2, 9, 6, 1, 3, 5};
+  SamplerOptions plain = opts(10, 1);
+  plain.shuffle = false;
+  DistributedSampler a(opts(10, 1)), b(plain), c(opts(11, 1)), d(opts(10, 1, 0, 1));
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(a.permutation(0), golden);
+    EXPECT_EQ(b.permutation(0), (Indices{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+    EXPECT_EQ(c.permutation(0).size(), 11u);
+    EXPECT_EQ(a.remaining_indices(), golden);
+    EXPECT_EQ(d.permutation(0), (Indices{0, 6, 5, 7, 2, 9, 4, 1, 3, 8}));
+    EXPECT_NE(a.permutation(1), golden);
+  }
+  std::vector<Indices> from_threads(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < from_threads.size(); ++t)
+    threads.emplace_back([&, t] {
+      DistributedSampler s(opts(5000, 1, 0, 3));
+      for (int64_t e = 0; e < 20; ++e) from_threads[t] = s.permutation(e % 3);
+    });
+  for (auto& t : threads) t.join();
+  const Indices want = DistributedSampler(opts(5000, 1, 0, 3)).permutation(1);
+  for (const auto& got : from_threads) EXPECT_EQ(got, want);
 }
 
 TEST(DistributedSampler, IsPermutationAndDeterministic) {
