@@ -33,6 +33,20 @@ torch::Tensor ClassEmbeddingImpl::forward(const torch::Tensor& labels) {
   return table(labels.to(torch::kLong));
 }
 
+ConditioningImpl::ConditioningImpl(int64_t features, int64_t dim, int64_t num_classes) {
+  noise = register_module("noise", NoiseEmbedding(features, dim));
+  if (num_classes > 0) classes = register_module("classes", ClassEmbedding(num_classes, dim));
+}
+
+torch::Tensor ConditioningImpl::forward(const torch::Tensor& c_noise, const torch::Tensor& labels) {
+  auto emb = noise(c_noise);
+  if (!classes) return emb;
+  auto l = labels.defined() ? labels
+                            : torch::full({c_noise.size(0)}, classes->num_classes,
+                                          torch::TensorOptions().dtype(torch::kLong).device(c_noise.device()));
+  return emb + classes(l);
+}
+
 torch::Tensor drop_labels(const torch::Tensor& labels, int64_t num_classes, double p,
                           at::Generator& gen) {
   if (p <= 0) return labels;

@@ -31,6 +31,16 @@ struct ClassEmbeddingImpl : torch::nn::Module {
 };
 TORCH_MODULE(ClassEmbedding);
 
+// The embedding every block is conditioned on: the noise embedding plus, for class-conditional
+// nets, the class embedding (undefined labels mean the null class).
+struct ConditioningImpl : torch::nn::Module {
+  ConditioningImpl(int64_t features, int64_t dim, int64_t num_classes);
+  torch::Tensor forward(const torch::Tensor& c_noise, const torch::Tensor& labels);
+  NoiseEmbedding noise{nullptr};
+  ClassEmbedding classes{nullptr};
+};
+TORCH_MODULE(Conditioning);
+
 // Replaces each label by the null class with probability p (classifier-free guidance
 // training). Drawn from gen so that it is reproducible and independent of other streams.
 torch::Tensor drop_labels(const torch::Tensor& labels, int64_t num_classes, double p,

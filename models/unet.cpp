@@ -60,11 +60,9 @@ UNetImpl::UNetImpl(UNetOptions o) : options_(std::move(o)) {
     return LevelBlock(r, a);
   };
 
-  noise_emb_ = register_module("noise_emb", NoiseEmbedding(base, emb_dim));
+  cond_ = register_module("cond", Conditioning(base, emb_dim, options_.num_classes()));
   flops.linear(base, emb_dim);
   flops.linear(emb_dim, emb_dim);
-  if (options_.num_classes() > 0)
-    class_emb_ = register_module("class_emb", ClassEmbedding(options_.num_classes(), emb_dim));
   conv_in_ = register_module("conv_in", torch::nn::Conv2d(torch::nn::Conv2dOptions(C, base, 3).padding(1)));
   int64_t res = options_.resolution();
   flops.conv(C, base, 3, res, res);
@@ -106,10 +104,7 @@ UNetImpl::UNetImpl(UNetOptions o) : options_(std::move(o)) {
   register_module("down", down_);
   register_module("mid", mid_);
   register_module("up", up_);
-  norm_out_ = register_module("norm_out", group_norm(ch));
-  conv_out_ = register_module("conv_out", torch::nn::Conv2d(torch::nn::Conv2dOptions(ch, C, 3).padding(1)));
-  zero_parameters(*conv_out_);
-  flops.conv(ch, C, 3, res, res);
+  head_ = register_module("head", OutputHead(ch, C, res, res, flops));
   flops_ = flops.total;
 }
 
@@ -119,13 +114,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& c_n
               options_.in_channels(), ", H, W] input, got ", x.sizes());
   check_divisible(x.size(2), options_.channel_mult().size(), "UNet");
   check_divisible(x.size(3), options_.channel_mult().size(), "UNet");
-  auto emb = noise_emb_(c_noise);
-  if (class_emb_) {
-    auto l = labels.defined() ? labels
-                              : torch::full({x.size(0)}, options_.num_classes(),
-                                            torch::TensorOptions().dtype(torch::kLong).device(x.device()));
-    emb = emb + class_emb_(l);
-  }
+  auto emb = cond_(c_noise, labels);
   std::vector<torch::Tensor> skips;
   auto h = conv_in_(x);
   skips.push_back(h);
@@ -145,7 +134,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& c_n
       skips.pop_back();
     }
   }
-  auto out = conv_out_(torch::silu(norm_out_(h)));
+  auto out = head_(h);
   return options_.skip_input() ? x + out : out;
 }
 

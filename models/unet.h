@@ -12,6 +12,7 @@
 
 #include "models/denoiser_net.h"
 #include "models/embedding.h"
+#include "models/unet_blocks.h"
 
 namespace vdm {
 
@@ -43,10 +44,9 @@ class UNetImpl : public DenoiserNetImpl {
   // One entry per block in order; kinds tell forward how to call each.
   enum class Kind { Res, ResAttn, Down, Up };
   UNetOptions options_;
-  NoiseEmbedding noise_emb_{nullptr};
-  ClassEmbedding class_emb_{nullptr};
-  torch::nn::Conv2d conv_in_{nullptr}, conv_out_{nullptr};
-  torch::nn::GroupNorm norm_out_{nullptr};
+  Conditioning cond_{nullptr};
+  torch::nn::Conv2d conv_in_{nullptr};
+  OutputHead head_{nullptr};
   torch::nn::ModuleList down_, mid_, up_;
   std::vector<Kind> down_kinds_, up_kinds_;
 };

@@ -84,6 +84,14 @@ torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x) {
   return x + proj(out);
 }
 
+OutputHeadImpl::OutputHeadImpl(int64_t channels, int64_t out_channels, int64_t h, int64_t w,
+                               FlopCounter& flops) {
+  norm = register_module("norm", group_norm(channels));
+  conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, out_channels, 3).padding(1)));
+  zero_parameters(*conv);
+  flops.conv(channels, out_channels, 3, h, w);
+}
+
 DownsampleImpl::DownsampleImpl(int64_t channels, int64_t h, int64_t w, FlopCounter& flops) {
   conv = register_module("conv", conv3x3(channels, channels, 2));
   flops.conv(channels, channels, 3, h / 2, w / 2);

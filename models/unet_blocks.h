@@ -61,6 +61,16 @@ struct UpsampleImpl : torch::nn::Module {
 };
 TORCH_MODULE(Upsample);
 
+// GroupNorm, SiLU and a zero-initialised 3x3 convolution to the image channels: the network
+// starts as the zero map (or the identity with an input skip).
+struct OutputHeadImpl : torch::nn::Module {
+  OutputHeadImpl(int64_t channels, int64_t out_channels, int64_t h, int64_t w, FlopCounter& flops);
+  torch::Tensor forward(const torch::Tensor& x) { return conv(torch::silu(norm(x))); }
+  torch::nn::GroupNorm norm{nullptr};
+  torch::nn::Conv2d conv{nullptr};
+};
+TORCH_MODULE(OutputHead);
+
 // Zeroes a module's parameters: the output layers that make each residual branch (and the
 // network's head) start as the identity / zero map.
 void zero_parameters(torch::nn::Module& module);

@@ -21,11 +21,9 @@ VdmUNetImpl::VdmUNetImpl(VdmUNetOptions o) : options_(std::move(o)) {
   auto block = [&](int64_t in) {
     return ResBlock(in, ch, emb_dim, options_.dropout(), /*scale_shift=*/false, R, R, flops);
   };
-  noise_emb_ = register_module("noise_emb", NoiseEmbedding(ch, emb_dim));
+  cond_ = register_module("cond", Conditioning(ch, emb_dim, options_.num_classes()));
   flops.linear(ch, emb_dim);
   flops.linear(emb_dim, emb_dim);
-  if (options_.num_classes() > 0)
-    class_emb_ = register_module("class_emb", ClassEmbedding(options_.num_classes(), emb_dim));
   conv_in_ = register_module("conv_in", torch::nn::Conv2d(torch::nn::Conv2dOptions(c_in, ch, 3).padding(1)));
   flops.conv(c_in, ch, 3, R, R);
   for (int64_t i = 0; i < options_.num_blocks(); ++i) down_->push_back(block(ch));
@@ -36,10 +34,7 @@ VdmUNetImpl::VdmUNetImpl(VdmUNetOptions o) : options_(std::move(o)) {
   register_module("down", down_);
   register_module("mid", mid_);
   register_module("up", up_);
-  norm_out_ = register_module("norm_out", group_norm(ch));
-  conv_out_ = register_module("conv_out", torch::nn::Conv2d(torch::nn::Conv2dOptions(ch, C, 3).padding(1)));
-  zero_parameters(*conv_out_);
-  flops.conv(ch, C, 3, R, R);
+  head_ = register_module("head", OutputHead(ch, C, R, R, flops));
   flops_ = flops.total;
 }
 
@@ -47,13 +42,7 @@ torch::Tensor VdmUNetImpl::forward(const torch::Tensor& x, const torch::Tensor& 
                                    const torch::Tensor& labels) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels(), "VdmUNet: expected [B, ",
               options_.in_channels(), ", H, W] input, got ", x.sizes());
-  auto emb = noise_emb_(c_noise);
-  if (class_emb_) {
-    auto l = labels.defined() ? labels
-                              : torch::full({x.size(0)}, options_.num_classes(),
-                                            torch::TensorOptions().dtype(torch::kLong).device(x.device()));
-    emb = emb + class_emb_(l);
-  }
+  auto emb = cond_(c_noise, labels);
   auto h = conv_in_(options_.fourier_max() >= options_.fourier_min()
                         ? fourier_features(x, options_.fourier_min(), options_.fourier_max())
                         : x);
@@ -69,7 +58,7 @@ torch::Tensor VdmUNetImpl::forward(const torch::Tensor& x, const torch::Tensor& 
     h = m->as<ResBlockImpl>()->forward(torch::cat({h, skips.back()}, 1), emb);
     skips.pop_back();
   }
-  auto out = conv_out_(torch::silu(norm_out_(h)));
+  auto out = head_(h);
   return options_.skip_input() ? x + out : out;
 }
 

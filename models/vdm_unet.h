@@ -10,6 +10,7 @@
 
 #include "models/denoiser_net.h"
 #include "models/embedding.h"
+#include "models/unet_blocks.h"
 
 namespace vdm {
 
@@ -36,10 +37,9 @@ class VdmUNetImpl : public DenoiserNetImpl {
 
  private:
   VdmUNetOptions options_;
-  NoiseEmbedding noise_emb_{nullptr};
-  ClassEmbedding class_emb_{nullptr};
-  torch::nn::Conv2d conv_in_{nullptr}, conv_out_{nullptr};
-  torch::nn::GroupNorm norm_out_{nullptr};
+  Conditioning cond_{nullptr};
+  torch::nn::Conv2d conv_in_{nullptr};
+  OutputHead head_{nullptr};
   torch::nn::ModuleList down_, mid_, up_;
 };
 TORCH_MODULE(VdmUNet);
