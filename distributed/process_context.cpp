@@ -1,0 +1,96 @@
+// Process context (see process_context.h).
+#include "distributed/process_context.h"
+
+#include <mpi.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace vdm {
+
+void configure_rank_logging(int rank, int world) {
+  auto logger = spdlog::default_logger();
+  if (world > 1) {
+    logger->set_pattern("[%H:%M:%S] [rank " + std::to_string(rank) + "/" + std::to_string(world) +
+                        "] %^%l%$ %v");
+  }
+  const char* all = std::getenv("VDM_LOG_ALL_RANKS");
+  const bool show_all = all && std::string(all) != "0";
+  logger->set_level(rank == 0 || show_all ? spdlog::level::info : spdlog::level::warn);
+}
+
+void abort_job(const std::string& message, int code) {
+  int initialized = 0, finalized = 0, rank = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  spdlog::default_logger()->flush();
+  // Plain stderr rather than the logger: the message must appear whatever this rank's level.
+  std::fprintf(stderr, "vdm: rank %d: %s\n", rank, message.c_str());
+  std::fflush(stderr);
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+int run_or_abort(const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    abort_job(e.what());
+  } catch (...) {
+    abort_job("unknown exception");
+  }
+}
+
+ProcessContext::ProcessContext(int* argc, char*** argv, ProcessContextOptions options) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    // MULTIPLE: the collective watchdog may call MPI_Abort from its own thread.
+    int provided = 0;
+    MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
+    finalize_ = true;
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_);
+  MPI_Comm local;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+  MPI_Comm_rank(local, &local_rank_);
+  MPI_Comm_size(local, &local_world_);
+  MPI_Comm_free(&local);
+  configure_rank_logging(rank_, world_);
+
+  if (const char* ntasks = std::getenv("SLURM_NTASKS")) {
+    const int expected = std::atoi(ntasks);
+    // A job step that runs the program once per task without PMIx wiring gives every process a
+    // world of 1; they would each train alone on the whole data.
+    if (expected > 0 && expected != world_ && std::getenv("SLURM_STEP_ID"))
+      abort_job("Slurm started " + std::to_string(expected) + " tasks but MPI sees a world of " +
+                std::to_string(world_) + ": the ranks are not connected. Launch with "
+                "`srun --mpi=pmix vdm ...` (Debian's OpenMPI has no PMI-1/2), or run "
+                "`mpirun vdm ...` inside the allocation", 2);
+  }
+
+  if (options.device == "cuda") {
+    if (!torch::cuda::is_available())
+      abort_job("train.device=cuda, but this LibTorch build or machine has no CUDA device", 2);
+    const int count = int(torch::cuda::device_count());
+    device_ = c10::Device(c10::kCUDA, c10::DeviceIndex(local_rank_ % count));
+    if (local_world_ > count)
+      spdlog::warn("{} ranks on this node share {} GPUs", local_world_, count);
+  } else if (options.device != "cpu") {
+    abort_job("unknown device '" + options.device + "' (choose cpu or cuda)", 2);
+  }
+}
+
+ProcessContext::~ProcessContext() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalize_ && !finalized) MPI_Finalize();
+}
+
+}  // namespace vdm
