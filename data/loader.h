@@ -3,7 +3,7 @@
 // of sample i in epoch e is drawn from (seed, epoch, i), so batches never depend on timing.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <torch/types.h>
 
 #include <atomic>
 #include <condition_variable>

@@ -3,7 +3,7 @@
 // order (DESIGN.md §2); a branch on rank == 0 never contains one.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <torch/types.h>
 
 #include <memory>
 #include <string>

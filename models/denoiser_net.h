@@ -2,7 +2,7 @@
 // -> an output of z's shape, plus its size and an analytic estimate of forward FLOPs per image.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <torch/types.h>
 #include <torch/nn/module.h>
 
 #include <memory>

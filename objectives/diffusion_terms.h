@@ -3,7 +3,7 @@
 // the ancestral sampler, and the nats <-> bits/dim conversion.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <torch/types.h>
 
 #include <cstdint>
 

@@ -3,7 +3,7 @@
 // All schedule maths runs in float64; callers cast alpha/sigma to the data dtype afterwards.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <torch/types.h>
 #include <torch/nn/module.h>
 
 #include <memory>

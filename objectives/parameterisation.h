@@ -3,7 +3,7 @@
 // EDM's ln(sigma)/4 for the VE noise level sigma = sigma_VP/alpha = exp(gamma/2).
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <torch/types.h>
 
 #include <memory>
 #include <string>

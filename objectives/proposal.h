@@ -4,7 +4,7 @@
 #pragma once
 
 #include <ATen/core/Generator.h>
-#include <ATen/core/Tensor.h>
+#include <torch/types.h>
 
 #include <memory>
 #include <string>

@@ -3,7 +3,7 @@
 // the condition under which the weighted loss is an ELBO of noise-augmented data.
 #pragma once
 
-#include <ATen/core/Tensor.h>
+#include <torch/types.h>
 
 #include <memory>
 #include <string>
