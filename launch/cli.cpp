@@ -23,8 +23,11 @@ int run_cli(int argc, char** argv) {
   app.require_subcommand(1);
   add_inspect_command(app);
   add_pack_command(app);
+  add_train_command(app);
   try {
     app.parse(argc, argv);
+  } catch (const CommandExit& e) {
+    return e.code;
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;

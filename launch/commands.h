@@ -7,7 +7,13 @@ class App;
 
 namespace vdm {
 
+// A command's callback throws this to end `vdm` with its exit code (after CLI11 has returned).
+struct CommandExit {
+  int code;
+};
+
 void add_inspect_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 void add_pack_command(CLI::App& app);
 
 }  // namespace vdm

@@ -414,6 +414,16 @@ void read(Section s, TrainConfig& t) {
   s.choose("device", t.device, {"cpu", "cuda"});
   s.get("log_every", t.log_every);
   s.require(t.log_every >= 0, "log_every", "must be >= 0 (0: off)");
+  s.get("weight_decay", t.weight_decay);
+  s.require(t.weight_decay >= 0, "weight_decay", "must be >= 0");
+  s.get("adam_beta1", t.adam_beta1);
+  s.require(t.adam_beta1 >= 0 && t.adam_beta1 < 1, "adam_beta1", kUnitOpen);
+  s.get("adam_beta2", t.adam_beta2);
+  s.require(t.adam_beta2 >= 0 && t.adam_beta2 < 1, "adam_beta2", kUnitOpen);
+  s.get("bf16", t.bf16);
+  s.require(!t.bf16 || t.device == "cuda", "bf16", "bf16 autocast is for train.device=cuda; set train.bf16=false on CPU");
+  s.get("max_nonfinite_steps", t.max_nonfinite_steps);
+  s.require(t.max_nonfinite_steps >= 1, "max_nonfinite_steps", at_least(1));
   s.finish();
 }
 
@@ -445,6 +455,8 @@ void read(Section s, EvalConfig& e) {
   fid.finish();
   s.get("batch_size", e.batch_size);
   s.require(e.batch_size >= 1, "batch_size", at_least(1));
+  s.get("bpd_samples", e.bpd_samples);
+  s.require(e.bpd_samples >= 0, "bpd_samples", "must be >= 0 (0: the whole split)");
   s.finish();
 }
 
@@ -671,6 +683,11 @@ std::string emit(const RunConfig& c) {
   w.put("threads", c.train.threads);
   w.put("device", c.train.device);
   w.put("log_every", c.train.log_every);
+  w.put("weight_decay", c.train.weight_decay);
+  w.put("adam_beta1", c.train.adam_beta1);
+  w.put("adam_beta2", c.train.adam_beta2);
+  w.put("bf16", c.train.bf16);
+  w.put("max_nonfinite_steps", c.train.max_nonfinite_steps);
   w.end();
   w.begin("checkpoint");
   w.put("every", c.checkpoint.every);
@@ -688,6 +705,7 @@ std::string emit(const RunConfig& c) {
   w.put("features", c.eval.fid_features);
   w.end();
   w.put("batch_size", c.eval.batch_size);
+  w.put("bpd_samples", c.eval.bpd_samples);
   w.end();
   w.begin("distributed");
   w.put("bucket_mb", c.distributed.bucket_mb);

@@ -48,6 +48,11 @@ struct TrainConfig {
   int64_t threads = 1;
   std::string device = "cpu";  // cpu | cuda
   int64_t log_every = 10;
+  double weight_decay = 0.0;       // AdamW's decoupled decay
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.99;        // VDM's choice; PyTorch's default is 0.999
+  bool bf16 = false;               // autocast on CUDA
+  int64_t max_nonfinite_steps = 10;  // K non-finite steps in a row: checkpoint and stop
 };
 
 struct CheckpointConfig {
@@ -65,6 +70,7 @@ struct EvalConfig {
   bool fid = false;          // eval.fid.enabled
   std::string fid_features;  // eval.fid.features
   int64_t batch_size = 64;
+  int64_t bpd_samples = 0;  // held-out images for bits/dim; 0: the whole split
 };
 
 struct DistributedConfig {

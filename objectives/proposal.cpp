@@ -125,6 +125,15 @@ class AdaptiveProposal : public Proposal {
     update_probs();
   }
   std::string name() const override { return "adaptive"; }
+  std::vector<torch::Tensor> state() const override { return {mean_.clone(), seen_.clone()}; }
+  void load_state(const std::vector<torch::Tensor>& state) override {
+    if (state.size() != 2 || state[0].numel() != o_.bins)
+      throw std::runtime_error("adaptive proposal: checkpointed histogram has a different number of bins");
+    mean_ = state[0].to(kF64).clone();
+    seen_ = state[1].to(torch::kBool).clone();
+    pending_.zero_();
+    update_probs();
+  }
   const torch::Tensor& probabilities() const { return probs_; }
 
  private:

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "objectives/noise_schedule.h"
 
@@ -54,6 +55,9 @@ class Proposal {
   // distributed layer to all-reduce, and commit() to fold the reduced sums in.
   virtual torch::Tensor pending_histogram() const { return {}; }
   virtual void commit(const torch::Tensor& reduced_histogram) {}
+  // What a checkpoint must hold to continue the proposal exactly (empty for stateless ones).
+  virtual std::vector<torch::Tensor> state() const { return {}; }
+  virtual void load_state(const std::vector<torch::Tensor>& state) {}
 };
 using ProposalPtr = std::shared_ptr<Proposal>;
 

@@ -1,0 +1,29 @@
+// RUN/metrics.jsonl and RUN/eval.jsonl: one JSON object per line, appended and flushed line by
+// line so a crash loses at most the line being written. On resume, lines from steps after the
+// checkpoint are dropped first, so the file reads as one run that never stopped.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace vdm {
+
+class MetricsLog {
+ public:
+  // enabled = false (ranks other than 0) makes every call a no-op. keep_through_step >= 0
+  // drops existing lines whose "step" is larger; < 0 starts the file afresh.
+  MetricsLog(std::string path, bool enabled, int64_t keep_through_step);
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  void write(const nlohmann::json& record);
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+};
+
+}  // namespace vdm

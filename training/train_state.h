@@ -1,0 +1,76 @@
+// What a training checkpoint holds and how it is encoded: model, EMA, objective (the learned
+// schedule), optimiser, proposal statistics, every rank's RNG states, counters, sampler position,
+// world size and the resolved config, as named files for the CheckpointStore.
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <c10/core/Device.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "data/distributed_sampler.h"
+#include "training/checkpoint_store.h"
+
+namespace torch::nn {
+class Module;
+}
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace vdm {
+
+class ObjectiveImpl;
+class EmaImpl;
+
+// A seed for one purpose ("init", "noise", "dropout", ...) and index (rank, step), so that the
+// streams of different purposes and ranks never overlap by accident.
+uint64_t derive_seed(uint64_t seed, uint64_t index, const char* purpose);
+
+// The per-rank random streams of training: diffusion noise and timesteps (`noise`), and
+// LibTorch's default generator (dropout), both seeded from (seed, rank).
+struct RngStreams {
+  RngStreams() = default;
+  RngStreams(uint64_t seed, int64_t rank, c10::Device device);
+  at::Generator noise;
+  // Both generators' states as one uint8 tensor (equal size on every rank, for all_gather).
+  torch::Tensor state() const;
+  void load(const torch::Tensor& state);
+};
+
+struct TrainCounters {
+  int64_t step = 0;              // optimiser steps taken (skipped non-finite ones included)
+  int64_t skipped_steps = 0;     // non-finite steps, in all
+  int64_t nonfinite_in_row = 0;
+};
+
+struct TrainStateInfo {
+  TrainCounters counters;
+  SamplerState sampler;
+  int64_t world = 1;
+};
+
+struct TrainStateRefs {
+  torch::nn::Module& model;
+  EmaImpl& ema;
+  ObjectiveImpl& objective;
+  torch::optim::Optimizer& optimizer;
+  RngStreams& rng;
+};
+
+// rng_all: [world, bytes], every rank's RngStreams::state() in rank order.
+std::map<std::string, std::string> write_train_state(TrainStateRefs refs, const TrainStateInfo& info,
+                                                     const torch::Tensor& rng_all, const std::string& config_text);
+
+// Restores everything into refs. check_resume (may be empty) sees the checkpoint's config.yaml
+// first. RNG states are restored only when the world size is unchanged. Throws
+// std::runtime_error naming the checkpoint file and the mismatch.
+TrainStateInfo read_train_state(const LoadedCheckpoint& checkpoint, TrainStateRefs refs,
+                                const std::function<void(const std::string&)>& check_resume, int64_t rank,
+                                int64_t world);
+
+}  // namespace vdm
