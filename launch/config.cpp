@@ -441,7 +441,7 @@ void read(Section s, EvalConfig& e) {
   s.get("every", e.every);
   s.require(e.every >= 0, "every", "must be >= 0 (0: off)");
   s.get("num_samples", e.num_samples);
-  s.require(e.num_samples >= 1, "num_samples", at_least(1));
+  s.require(e.num_samples >= 0, "num_samples", "must be >= 0 (0: no sample grid)");
   s.choose("sampler", e.sampler, {"ancestral", "ddim", "heun"});
   s.get("steps", e.steps);
   s.require(e.steps >= 1, "steps", at_least(1));

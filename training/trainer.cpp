@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 
@@ -95,6 +96,9 @@ struct Trainer::State {
 
   std::unique_ptr<MetricsLog> metrics, eval_log;
   Denoiser denoiser;
+  // Test hook: VDM_FAULT_NAN_FROM_STEP=n makes every loss from step n on NaN, to exercise the
+  // non-finite guard end to end (tests/integration/train_resume.sh).
+  int64_t nan_from_step = -1;
 };
 
 Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std::make_unique<State>()) {
@@ -108,6 +112,7 @@ Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std
   if (o.steps < 1 || o.grad_accum < 1 || o.loader.batch_size < 1)
     throw std::invalid_argument("train.steps, train.grad_accum and train.batch_size must be at least 1");
   torch::set_num_threads(int(std::max<int64_t>(1, o.threads)));
+  if (const char* v = std::getenv("VDM_FAULT_NAN_FROM_STEP")) s.nan_from_step = std::atoll(v);
 
   // Identical initial weights on every rank (the reducer broadcasts rank 0's anyway).
   torch::manual_seed(derive_seed(o.seed, 0, "init"));
@@ -384,6 +389,7 @@ TrainResult Trainer::run() {
       if (o.model.num_classes > 0) labels = batch.labels.to(s.device);
       ProposalContext ctx{s.rank, s.world, shared_uniform(o.seed, step, micro)};
       LossOutput out = s.objective->forward(s.denoiser, x, labels, s.rng.noise, ctx);
+      if (s.nan_from_step >= 0 && step >= s.nan_from_step) out.loss = out.loss * std::nan("");
       {
         // All but the last micro-batch only accumulate; the last backward reduces the sum.
         std::optional<GradientReducer::NoSyncGuard> no_sync;
@@ -422,14 +428,6 @@ TrainResult Trainer::run() {
       if (s.root)
         spdlog::warn("step {}: non-finite gradient norm; update skipped ({} in a row, {} in all)", step + 1,
                      s.counters.nonfinite_in_row, s.counters.skipped_steps);
-      if (s.counters.nonfinite_in_row >= o.max_nonfinite_steps) {
-        if (s.root)
-          spdlog::error("{} non-finite steps in a row: stopping at step {} after a checkpoint; lower "
-                        "train.lr, raise train.warmup_steps or set train.grad_clip",
-                        s.counters.nonfinite_in_row, s.counters.step);
-        checkpoint(s);
-        return {TrainOutcome::Diverged, s.counters.step};
-      }
     } else {
       s.counters.nonfinite_in_row = 0;
       if (o.grad_clip > 0 && grad_norm > o.grad_clip) {
@@ -444,7 +442,8 @@ TrainResult Trainer::run() {
     window.steps += 1;
     window.grad_norm += std::isfinite(grad_norm) ? grad_norm : 0.0;
 
-    const bool last = s.counters.step == o.steps;
+    const bool diverged = s.counters.nonfinite_in_row >= o.max_nonfinite_steps;
+    const bool last = s.counters.step == o.steps || diverged;
     if (window.steps > 0 && (s.counters.step % std::max<int64_t>(1, o.log_every) == 0 || last)) {
       // One all-reduce of the window's sums: [micro, loss, bpd, wait, terms...]; all ranks hold
       // the same term names in the same (sorted) order.
@@ -488,6 +487,14 @@ TrainResult Trainer::run() {
         }
       }
       window = Window{};
+    }
+    if (diverged) {
+      if (s.root)
+        spdlog::error("{} non-finite steps in a row: stopping at step {} after a checkpoint; lower "
+                      "train.lr, raise train.warmup_steps or set train.grad_clip",
+                      s.counters.nonfinite_in_row, s.counters.step);
+      checkpoint(s);
+      return {TrainOutcome::Diverged, s.counters.step};
     }
     if (o.checkpoint_every > 0 && s.counters.step % o.checkpoint_every == 0 && !last) checkpoint(s);
     if (o.eval_every > 0 && s.counters.step % o.eval_every == 0 && !last) evaluate(s);
