@@ -271,7 +271,11 @@ void evaluate(Trainer::State& s) {
     if (s.root) {
       const auto path = fs::path(o.run_dir) / "samples" / (step_name(step) + ".png");
       fs::create_directories(path.parent_path());
-      write_image_grid(path.string(), all.reshape({-1, c, r, r}).narrow(0, 0, o.sample_count));
+      // Small images are enlarged (nearest neighbour) so the grid is easy to look at.
+      const int64_t zoom = std::max<int64_t>(1, 64 / r);
+      auto grid = all.reshape({-1, c, r, r}).narrow(0, 0, o.sample_count);
+      grid = grid.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3);
+      write_image_grid(path.string(), grid);
       record["samples"] = path.string();
       spdlog::info("samples: {} ({} images, {} {} steps, {:.1f} s)", path.string(), o.sample_count,
                    "ancestral", o.sampler.steps, seconds_between(t0, Clock::now()));

@@ -8,7 +8,7 @@ CFG=$SRC/configs/quickstart.yaml
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 out=$("$VDM" inspect model "$CFG")
-echo "$out" | grep -q "ADM U-Net 28px x1" || fail "quickstart description: $out"
+echo "$out" | grep -q "ADM U-Net 16px x1" || fail "quickstart description: $out"
 params=$(echo "$out" | awk -F': ' '/^parameters:/ {print $2}')
 [ "$params" -gt 100000 ] && [ "$params" -lt 5000000 ] || fail "quickstart parameters $params"
 

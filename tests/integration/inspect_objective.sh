@@ -57,7 +57,7 @@ done
 check "$WORK/ms.csv" 2 w 0.438523 1e-6
 
 # the VLB: w = 1, weight = gamma'(t)
-"$VDM" inspect objective "$CFG" schedule.name=linear --lambda=0 > "$WORK/vlb.csv"
+"$VDM" inspect objective "$CFG" objective.name=vlb schedule.name=linear --lambda=0 > "$WORK/vlb.csv"
 check "$WORK/vlb.csv" 0 weight 18.3 1e-9
 
 # bad input: exit code 2 and one message naming file, line and key
