@@ -1,6 +1,8 @@
 // Process context (see process_context.h).
 #include "distributed/process_context.h"
 
+#include <c10/util/Exception.h>
+
 #include <mpi.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -39,6 +41,9 @@ void abort_job(const std::string& message, int code) {
 int run_or_abort(const std::function<int()>& body) {
   try {
     return body();
+  } catch (const c10::Error& e) {
+    // LibTorch's own errors carry a C++ backtrace that says nothing to a user.
+    abort_job(e.what_without_backtrace());
   } catch (const std::exception& e) {
     abort_job(e.what());
   } catch (...) {

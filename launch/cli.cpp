@@ -24,6 +24,8 @@ int run_cli(int argc, char** argv) {
   add_inspect_command(app);
   add_pack_command(app);
   add_train_command(app);
+  add_fid_command(app);
+  add_sample_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CommandExit& e) {

@@ -15,5 +15,7 @@ struct CommandExit {
 void add_inspect_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_pack_command(CLI::App& app);
+void add_fid_command(CLI::App& app);
+void add_sample_command(CLI::App& app);
 
 }  // namespace vdm

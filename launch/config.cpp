@@ -450,8 +450,11 @@ void read(Section s, EvalConfig& e) {
   fid.get("enabled", e.fid);
   fid.get("features", e.fid_features);
   fid.require(!e.fid || !e.fid_features.empty(), fid.has("features") ? "features" : "enabled",
-              "FID needs eval.fid.features (the feature extractor file); set it or set "
-              "eval.fid.enabled=false");
+              "FID needs eval.fid.features (a TorchScript feature file, or builtin to train the "
+              "small built-in classifier on the data); set it or set eval.fid.enabled=false");
+  fid.get("num_samples", e.fid_samples);
+  fid.require(e.fid_samples >= 2, "num_samples", at_least(2));
+  fid.get("reference", e.fid_reference);
   fid.finish();
   s.get("batch_size", e.batch_size);
   s.require(e.batch_size >= 1, "batch_size", at_least(1));
@@ -703,6 +706,8 @@ std::string emit(const RunConfig& c) {
   w.begin("fid");
   w.put("enabled", c.eval.fid);
   w.put("features", c.eval.fid_features);
+  w.put("num_samples", c.eval.fid_samples);
+  w.put("reference", c.eval.fid_reference);
   w.end();
   w.put("batch_size", c.eval.batch_size);
   w.put("bpd_samples", c.eval.bpd_samples);
@@ -801,7 +806,9 @@ void check_paths(const RunConfig& cfg) {
                       "the folder with the *-ubyte files, e.g. "
                       "/usr/share/datasets/fashion-mnist) or add data.path=DIR");
   require_exists("data.path", cfg.data.path);
-  if (!cfg.eval.fid_features.empty()) require_exists("eval.fid.features", cfg.eval.fid_features);
+  if (!cfg.eval.fid_features.empty() && cfg.eval.fid_features != "builtin")
+    require_exists("eval.fid.features", cfg.eval.fid_features);
+  if (!cfg.eval.fid_reference.empty()) require_exists("eval.fid.reference", cfg.eval.fid_reference);
 }
 
 }  // namespace vdm

@@ -68,7 +68,9 @@ struct EvalConfig {
   int64_t steps = 256;
   bool bpd = true;
   bool fid = false;          // eval.fid.enabled
-  std::string fid_features;  // eval.fid.features
+  std::string fid_features;  // eval.fid.features: a TorchScript file, or "builtin" (trained on the data)
+  int64_t fid_samples = 1000;  // eval.fid.num_samples: generated images per FID
+  std::string fid_reference;   // eval.fid.reference: .npz stats; "" = the eval split's, computed once
   int64_t batch_size = 64;
   int64_t bpd_samples = 0;  // held-out images for bits/dim; 0: the whole split
 };

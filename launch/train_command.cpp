@@ -101,11 +101,16 @@ TrainerOptions trainer_options(const RunConfig& c, const std::string& run_dir, c
   o.resume = resume;
   o.eval_every = c.eval.every;
   o.sample_count = c.eval.num_samples;
+  o.sampler.sampler = c.eval.sampler;
   o.sampler.steps = c.eval.steps;
   o.eval_bpd = c.eval.bpd;
   o.bpd.batch_size = c.eval.batch_size;
   o.bpd.max_samples = c.eval.bpd_samples;
   o.bpd.seed = c.seed;
+  o.eval_fid = c.eval.fid;
+  o.fid_features = c.eval.fid_features;
+  o.fid_samples = c.eval.fid_samples;
+  o.fid_reference = c.eval.fid_reference;
   o.reducer.bucket_mb = c.distributed.bucket_mb;
   o.reducer.first_bucket_mb = c.distributed.first_bucket_mb;
   o.timeout_s = c.distributed.timeout_s;

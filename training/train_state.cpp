@@ -55,6 +55,8 @@ Shapes shapes_of(torch::nn::Module& module) {
   return out;
 }
 
+}  // namespace
+
 // Module::load assigns the stored tensors without comparing shapes, so shapes are compared
 // here: a checkpoint of another architecture must fail loudly, not train a mangled model.
 void load_module(torch::nn::Module& module, const LoadedCheckpoint& ckpt, const std::string& name) {
@@ -74,8 +76,6 @@ void load_module(torch::nn::Module& module, const LoadedCheckpoint& ckpt, const 
                                c10::str(after[i].second) + " there but " + c10::str(before[i].second) +
                                " in this model; was it written with another model config?");
 }
-
-}  // namespace
 
 uint64_t derive_seed(uint64_t seed, uint64_t index, const char* purpose) {
   uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a of the purpose

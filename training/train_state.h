@@ -62,6 +62,10 @@ struct TrainStateRefs {
   RngStreams& rng;
 };
 
+// Loads checkpoint file `name` (model.pt, ema.pt, objective.pt) into module; throws
+// std::runtime_error naming the file when it is missing or its tensors do not fit the module.
+void load_module(torch::nn::Module& module, const LoadedCheckpoint& checkpoint, const std::string& name);
+
 // rng_all: [world, bytes], every rank's RngStreams::state() in rank order.
 std::map<std::string, std::string> write_train_state(TrainStateRefs refs, const TrainStateInfo& info,
                                                      const torch::Tensor& rng_all, const std::string& config_text);

@@ -11,8 +11,8 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "distributed/gradient_reducer.h"
-#include "evaluation/ancestral_sampler.h"
 #include "evaluation/bpd_evaluator.h"
+#include "evaluation/sample_generator.h"
 #include "models/ema.h"
 #include "models/model_presets.h"
 #include "objectives/objective.h"
@@ -53,9 +53,14 @@ struct TrainerOptions {
 
   int64_t eval_every = 0;        // also always once at the end
   int64_t sample_count = 64;     // images in the sample grid
-  AncestralSamplerOptions sampler;
+  SamplingOptions sampler;       // seed and batch_size are set by the trainer
   bool eval_bpd = true;
   BpdOptions bpd;
+  bool eval_fid = false;
+  std::string fid_features;   // TorchScript file, or "builtin": RUN/fid_features.pt, trained on
+                              // the training split the first time it is needed
+  int64_t fid_samples = 1000;
+  std::string fid_reference;  // .npz stats; "": RUN/fid_reference.npz, from eval_data, made once
 
   GradientReducerOptions reducer;
   double timeout_s = 600;  // collective watchdog

@@ -1,0 +1,45 @@
+// eps_hat at a noise level gamma (see eps_predictor.h); alpha and sigma come from gamma directly
+// (sigma^2 = sigmoid(gamma)), as in ObjectiveImpl::diffuse_and_denoise.
+#include "evaluation/eps_predictor.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace vdm {
+
+EpsFn make_eps_fn(const Denoiser& denoiser, const Parameterisation& param, torch::Tensor labels,
+                  double guidance, int64_t null_label, c10::ScalarType net_dtype) {
+  if (!(guidance >= 0) || !std::isfinite(guidance))
+    throw std::invalid_argument("sampler: guidance must be a finite number >= 0");
+  const bool guided = labels.defined() && guidance > 0;
+  if (guided && null_label < 0)
+    throw std::invalid_argument("sampler: guidance needs the null class label (num_classes)");
+  torch::Tensor y = labels;
+  if (guided) y = torch::cat({labels, torch::full_like(labels, null_label)});
+  return [&denoiser, &param, y, guided, guidance, net_dtype](const torch::Tensor& z, double gamma) {
+    const int64_t B = z.size(0);
+    const int64_t n = guided ? 2 * B : B;
+    if (y.defined() && y.size(0) != n)
+      throw std::invalid_argument("sampler: labels must be [" + std::to_string(B) + "]");
+    std::vector<int64_t> bshape(z.dim(), 1);
+    bshape[0] = n;
+    const auto net_options = z.options().dtype(net_dtype);
+    auto alpha = torch::full(bshape, std::sqrt(1.0 / (1.0 + std::exp(gamma))), net_options);
+    auto sigma = torch::full(bshape, std::sqrt(1.0 / (1.0 + std::exp(-gamma))), net_options);
+    auto zn = z.to(net_dtype);
+    if (guided) zn = torch::cat({zn, zn});
+    auto c_noise = noise_conditioning(torch::full({n}, gamma, z.options().dtype(torch::kFloat64)), net_dtype);
+    auto out = denoiser(param.network_input(zn, alpha, sigma), c_noise, y);
+    if (out.sizes() != zn.sizes())
+      throw std::runtime_error("sampler: the denoiser returned shape " + c10::str(out.sizes()) +
+                               " for input " + c10::str(zn.sizes()));
+    auto eps = param.to_eps(out, zn, alpha, sigma).to(z.scalar_type());
+    if (!guided) return eps;
+    auto cond = eps.narrow(0, 0, B), uncond = eps.narrow(0, B, B);
+    return (1.0 + guidance) * cond - guidance * uncond;
+  };
+}
+
+}  // namespace vdm
