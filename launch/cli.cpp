@@ -26,6 +26,7 @@ int run_cli(int argc, char** argv) {
   add_train_command(app);
   add_fid_command(app);
   add_sample_command(app);
+  add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CommandExit& e) {

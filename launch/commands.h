@@ -17,5 +17,6 @@ void add_train_command(CLI::App& app);
 void add_pack_command(CLI::App& app);
 void add_fid_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace vdm

@@ -20,12 +20,6 @@
 #include "distributed/mpi_communicator.h"
 #include "distributed/process_context.h"
 #include "distributed/watchdog.h"
-#include "evaluation/feature_extractor.h"
-#include "evaluation/feature_net.h"
-#include "evaluation/feature_net_training.h"
-#include "evaluation/feature_stats.h"
-#include "evaluation/fid_statistics.h"
-#include "evaluation/image_grid.h"
 #include "objectives/diffusion_terms.h"
 #include "training/autocast.h"
 #include "training/metrics_log.h"
@@ -247,170 +241,20 @@ void checkpoint(Trainer::State& s) {
 }
 
 // ---- evaluation ------------------------------------------------------------------------------
-// A step where every rank learns rank 0's answer, so that ranks branch alike around collectives.
-bool agreed(Trainer::State& s, bool root_value, const char* what) {
-  auto t = torch::tensor({int64_t(root_value)}, torch::kInt64);
-  auto guard = s.watchdog->watch(what, s.counters.step);
-  s.cpu_comm->broadcast(t, 0);
-  return t.item<int64_t>() != 0;
-}
-
-// The FID feature network: a TorchScript file, or the built-in classifier, which rank 0 trains
-// on the training split the first time (while the others wait) and keeps in the run directory.
-FeatureExtractorPtr feature_extractor(Trainer::State& s) {
-  std::string path = s.o.fid_features;
-  if (path == "builtin") {
-    path = (fs::path(s.o.run_dir) / "fid_features.pt").string();
-    if (!agreed(s, fs::exists(path), "broadcast(feature net exists)")) {
-      std::string error;
-      if (s.root) {
-        try {
-          if (s.train_set->num_classes() < 2)
-            throw std::runtime_error("eval.fid.features=builtin trains a classifier and needs a labelled dataset; "
-                                     "give a TorchScript feature file instead");
-          spdlog::info("training the built-in FID feature network on {} ...", s.o.data.split);
-          FeatureNetOptions fo;
-          fo.channels = s.train_set->channels();
-          fo.resolution = s.train_set->resolution();
-          fo.num_classes = s.train_set->num_classes();
-          fo.seed = s.o.seed;
-          torch::AutoGradMode grad_on(true);  // evaluate() runs under NoGradGuard
-          FeatureNet net(fo);
-          FeatureNetTrainingOptions to;
-          to.seed = s.o.seed;
-          auto held_out = open_dataset(s.o.eval_data);
-          const auto r = train_feature_net(net, *s.train_set, held_out.get(), to);
-          net.save(path);
-          spdlog::info("FID feature network: {:.1f}% held-out accuracy ({:.0f} s), saved to {}", 100 * r.accuracy,
-                       r.seconds, path);
-        } catch (const std::exception& e) {
-          error = e.what();
-        }
-      }
-      if (agreed(s, !error.empty(), "broadcast(feature net status)"))
-        throw std::runtime_error(error.empty() ? "training the FID feature network failed on rank 0" : error);
-    }
-  }
-  return load_feature_extractor(path, {s.device});
-}
-
-// Statistics of the held-out split under the feature network, computed once by all ranks and
-// kept in the run directory (or a given .npz); only rank 0's copy is used.
-GaussianStats reference_stats(Trainer::State& s, FeatureExtractor& extractor) {
-  if (!s.o.fid_reference.empty()) return load_stats(s.o.fid_reference);
-  const auto path = (fs::path(s.o.run_dir) / "fid_reference.npz").string();
-  if (agreed(s, fs::exists(path), "broadcast(reference stats exist)")) return s.root ? load_stats(path) : GaussianStats{};
-  auto eval_set = open_dataset(s.o.eval_data);
-  FeatureStats stats;
-  {
-    auto guard = s.watchdog->watch("FID reference statistics", s.counters.step);
-    stats = dataset_feature_stats(extractor, *eval_set, s.cpu_comm.get(), s.rank, s.world);
-  }
-  if (!s.root) return {};
-  save_stats(path, stats.gaussian());
-  spdlog::info("FID reference: {} images of the {} split -> {}", stats.count(), s.o.eval_data.split, path);
-  return stats.gaussian();
-}
-
-// With the EMA weights and dropout off: every rank samples its share of the images (the grid's
-// and the FID's), rank 0 writes the grid; FID statistics and bits/dim are reduced to rank 0.
+// With the EMA weights and dropout off; every rank takes part, rank 0 appends to eval.jsonl.
 void evaluate(Trainer::State& s) {
-  const auto& o = s.o;
-  const int64_t step = s.counters.step;
-  torch::NoGradGuard no_grad;
+  EvaluatorOptions eo = s.o.eval;
+  eo.seed = s.o.seed;
+  eo.run_dir = s.o.run_dir;
+  eo.data = s.o.data;
+  eo.eval_data = s.o.eval_data;
+  eo.num_classes = s.o.model.num_classes;
   s.model->eval();
   s.ema->swap_with(*s.model);
-  const auto topts = torch::TensorOptions().device(s.device).dtype(torch::kFloat32);
-  nlohmann::json record{{"step", step}, {"epoch", s.sampler_state.epoch}, {"weights", "ema"}};
-
-  const auto t0 = Clock::now();
-  const int64_t total = std::max(o.sample_count, o.eval_fid ? o.fid_samples : int64_t(0));
-  if (total > 0) {
-    FeatureExtractorPtr extractor;
-    GaussianStats reference;
-    if (o.eval_fid) {
-      extractor = feature_extractor(s);
-      reference = reference_stats(s, *extractor);
-    }
-    FeatureStats generated(o.eval_fid ? extractor->dims() : 0);
-    const int64_t share = (total + s.world - 1) / s.world;
-    const int64_t grid_share = (o.sample_count + s.world - 1) / s.world;
-    const int64_t c = s.train_set->channels(), r = s.train_set->resolution();
-    // Sample i's noise comes from (seed, i) alone, so the images do not depend on how many
-    // ranks made them; rank r makes indices [r * share, (r + 1) * share).
-    SamplingOptions so = o.sampler;
-    so.seed = derive_seed(o.seed, 0, "samples");
-    so.batch_size = std::max<int64_t>(1, o.bpd.batch_size);
-    if (o.model.num_classes > 0) so.null_label = o.model.num_classes;
-    std::vector<int64_t> indices(share);
-    for (int64_t i = 0; i < share; ++i) indices[i] = s.rank * share + i;
-    torch::Tensor labels;
-    if (o.model.num_classes > 0)
-      labels = torch::tensor(indices, torch::kInt64).remainder(o.model.num_classes).to(s.device);
-    const torch::Tensor images =
-        generate_samples(s.denoiser, s.objective->schedule(), *s.objective->parameterisation(), {c, r, r}, indices,
-                         labels, so, topts);
-    const torch::Tensor grid_part = images.narrow(0, 0, grid_share);
-    if (o.eval_fid) {
-      // Only the first `total` images of the global set count (the last rank's share may run over).
-      const int64_t keep = std::max<int64_t>(0, std::min(share, total - s.rank * share));
-      for (int64_t b = 0; b < keep; b += so.batch_size)
-        generated.add(extractor->features(images.narrow(0, b, std::min(so.batch_size, keep - b)).to(s.device)));
-    }
-    if (o.sample_count > 0) {
-      torch::Tensor all;
-      {
-        auto guard = s.watchdog->watch("all_gather(samples)", step);
-        all = s.cpu_comm->all_gather(grid_part.contiguous());
-      }
-      if (s.root) {
-        const auto path = fs::path(o.run_dir) / "samples" / (step_name(step) + ".png");
-        fs::create_directories(path.parent_path());
-        // Small images are enlarged (nearest neighbour) so the grid is easy to look at.
-        const int64_t zoom = std::max<int64_t>(1, 64 / r);
-        auto grid = all.reshape({-1, c, r, r}).narrow(0, 0, o.sample_count);
-        grid = grid.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3);
-        write_image_grid(path.string(), grid);
-        record["samples"] = path.string();
-      }
-    }
-    if (o.eval_fid) {
-      {
-        auto guard = s.watchdog->watch("reduce(FID statistics)", step);
-        generated.reduce_to_root(s.cpu_comm.get());
-      }
-      if (s.root) {
-        record["fid"] = fid(generated.gaussian(), reference);
-        record["fid_samples"] = generated.count();
-        spdlog::info("FID {:.3f} ({} samples vs {}, {})", record["fid"].get<double>(), generated.count(),
-                     o.fid_reference.empty() ? o.eval_data.split + " split" : o.fid_reference, extractor->describe());
-      }
-    }
-    if (s.root)
-      spdlog::info("sampling: {} images, {} {} steps ({:.1f} s)", total, o.sampler.sampler, o.sampler.steps,
-                   seconds_between(t0, Clock::now()));
-  }
-  if (o.eval_bpd) {
-    const auto t1 = Clock::now();
-    ObjectiveOptions vo = o.objective;
-    vo.name = "vlb";
-    vo.weighting = WeightingOptions{};
-    vo.proposal = ProposalOptions{};
-    auto vlb = make_vlb(vo, s.objective->schedule_ptr());
-    auto eval_set = open_dataset(o.eval_data);
-    BpdResult bpd;
-    {
-      auto guard = s.watchdog->watch("bits/dim evaluation", step);
-      bpd = evaluate_bpd(*vlb, s.denoiser, *eval_set, s.cpu_comm.get(), s.rank, s.world, o.bpd, topts);
-    }
-    record["bpd"] = bpd.bpd;
-    record["bpd_stderr"] = bpd.bpd_stderr;
-    record["bpd_samples"] = bpd.samples;
-    for (const auto& [name, value] : bpd.terms_bpd) record["bpd_" + name] = value;
-    if (s.root)
-      spdlog::info("{} bits/dim: {:.4f} +- {:.4f} over {} images ({:.1f} s)", o.eval_data.split, bpd.bpd,
-                   bpd.bpd_stderr, bpd.samples, seconds_between(t1, Clock::now()));
-  }
+  auto record = evaluate_model(eo, {s.rank, s.world, s.device, s.cpu_comm.get(), s.watchdog.get()}, s.model,
+                               *s.objective, s.counters.step);
+  record["epoch"] = s.sampler_state.epoch;
+  record["weights"] = "ema";
   s.eval_log->write(record);
   s.ema->swap_with(*s.model);
   s.model->train();

@@ -11,12 +11,11 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "distributed/gradient_reducer.h"
-#include "evaluation/bpd_evaluator.h"
-#include "evaluation/sample_generator.h"
 #include "models/ema.h"
 #include "models/model_presets.h"
 #include "objectives/objective.h"
 #include "training/checkpoint_store.h"
+#include "training/evaluator.h"
 #include "training/lr_schedule.h"
 
 namespace vdm {
@@ -51,16 +50,10 @@ struct TrainerOptions {
   int64_t keep_last = 3, keep_every = 0;
   std::string resume = "auto";   // auto | none | path to a checkpoint folder
 
-  int64_t eval_every = 0;        // also always once at the end
-  int64_t sample_count = 64;     // images in the sample grid
-  SamplingOptions sampler;       // seed and batch_size are set by the trainer
-  bool eval_bpd = true;
-  BpdOptions bpd;
-  bool eval_fid = false;
-  std::string fid_features;   // TorchScript file, or "builtin": RUN/fid_features.pt, trained on
-                              // the training split the first time it is needed
-  int64_t fid_samples = 1000;
-  std::string fid_reference;  // .npz stats; "": RUN/fid_reference.npz, from eval_data, made once
+  int64_t eval_every = 0;  // also always once at the end
+  // Grid, FID and bits/dim. run_dir, seed, data, eval_data and num_classes are filled in from
+  // the options above.
+  EvaluatorOptions eval;
 
   GradientReducerOptions reducer;
   double timeout_s = 600;  // collective watchdog

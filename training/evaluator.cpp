@@ -1,0 +1,221 @@
+// Sample grid, FID and bits/dim of a model (see evaluator.h).
+#include "training/evaluator.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+
+#include "distributed/watchdog.h"
+#include "evaluation/feature_extractor.h"
+#include "evaluation/feature_net.h"
+#include "evaluation/feature_net_training.h"
+#include "evaluation/feature_stats.h"
+#include "evaluation/fid_statistics.h"
+#include "evaluation/image_grid.h"
+#include "training/train_state.h"
+
+namespace vdm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step_%08lld", static_cast<long long>(step));
+  return buf;
+}
+
+struct Run {
+  const EvaluatorOptions& o;
+  const EvaluationContext& ctx;
+  bool root;
+  int64_t step;
+};
+
+std::optional<Watchdog::Scope> watch(const Run& s, const char* what) {
+  if (!s.ctx.watchdog) return std::nullopt;
+  return s.ctx.watchdog->watch(what, s.step);
+}
+
+// A step where every rank learns rank 0's answer, so that ranks branch alike around collectives.
+bool agreed(const Run& s, bool root_value, const char* what) {
+  auto t = torch::tensor({int64_t(root_value)}, torch::kInt64);
+  auto guard = watch(s, what);
+  s.ctx.comm->broadcast(t, 0);
+  return t.item<int64_t>() != 0;
+}
+
+// The FID feature network: a TorchScript file, or the built-in classifier, which rank 0 trains
+// on the training split the first time (while the others wait) and keeps in the run directory.
+FeatureExtractorPtr feature_extractor(const Run& s) {
+  std::string path = s.o.fid_features;
+  if (path == "builtin") {
+    path = (fs::path(s.o.run_dir) / "fid_features.pt").string();
+    if (!agreed(s, fs::exists(path), "broadcast(feature net exists)")) {
+      std::string error;
+      if (s.root) {
+        try {
+          auto train_set = open_dataset(s.o.data);
+          if (train_set->num_classes() < 2)
+            throw std::runtime_error("eval.fid.features=builtin trains a classifier and needs a labelled dataset; "
+                                     "give a TorchScript feature file instead");
+          spdlog::info("training the built-in FID feature network on {} ...", s.o.data.split);
+          FeatureNetOptions fo;
+          fo.channels = train_set->channels();
+          fo.resolution = train_set->resolution();
+          fo.num_classes = train_set->num_classes();
+          fo.seed = s.o.seed;
+          torch::AutoGradMode grad_on(true);  // evaluate() runs under NoGradGuard
+          FeatureNet net(fo);
+          FeatureNetTrainingOptions to;
+          to.seed = s.o.seed;
+          auto held_out = open_dataset(s.o.eval_data);
+          const auto r = train_feature_net(net, *train_set, held_out.get(), to);
+          net.save(path);
+          spdlog::info("FID feature network: {:.1f}% held-out accuracy ({:.0f} s), saved to {}", 100 * r.accuracy,
+                       r.seconds, path);
+        } catch (const std::exception& e) {
+          error = e.what();
+        }
+      }
+      if (agreed(s, !error.empty(), "broadcast(feature net status)"))
+        throw std::runtime_error(error.empty() ? "training the FID feature network failed on rank 0" : error);
+    }
+  }
+  return load_feature_extractor(path, {s.ctx.device});
+}
+
+// Statistics of the held-out split under the feature network, computed once by all ranks and
+// kept in the run directory (or a given .npz); only rank 0's copy is used.
+GaussianStats reference_stats(const Run& s, FeatureExtractor& extractor) {
+  if (!s.o.fid_reference.empty()) return load_stats(s.o.fid_reference);
+  const auto path = (fs::path(s.o.run_dir) / "fid_reference.npz").string();
+  if (agreed(s, fs::exists(path), "broadcast(reference stats exist)")) return s.root ? load_stats(path) : GaussianStats{};
+  auto eval_set = open_dataset(s.o.eval_data);
+  FeatureStats stats;
+  {
+    auto guard = watch(s, "FID reference statistics");
+    stats = dataset_feature_stats(extractor, *eval_set, s.ctx.comm, s.ctx.rank, s.ctx.world);
+  }
+  if (!s.root) return {};
+  save_stats(path, stats.gaussian());
+  spdlog::info("FID reference: {} images of the {} split -> {}", stats.count(), s.o.eval_data.split, path);
+  return stats.gaussian();
+}
+
+}  // namespace
+
+// Every rank samples its share of the images (the grid's and the FID's); rank 0 writes the
+// grid; FID statistics and bits/dim are reduced to rank 0.
+nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext& ctx, const DenoiserNet& model,
+                              ObjectiveImpl& objective, int64_t step) {
+  const Run s{o, ctx, ctx.rank == 0, step};
+  torch::NoGradGuard no_grad;
+  const Denoiser denoiser = [&model](const torch::Tensor& in, const torch::Tensor& c_noise,
+                                     const torch::Tensor& labels) { return model->forward(in, c_noise, labels); };
+  const auto topts = torch::TensorOptions().device(ctx.device).dtype(torch::kFloat32);
+  auto eval_set = open_dataset(o.eval_data);
+  nlohmann::json record{{"step", step}};
+
+  const auto t0 = Clock::now();
+  const int64_t total = std::max(o.sample_count, o.fid ? o.fid_samples : int64_t(0));
+  if (total > 0) {
+    FeatureExtractorPtr extractor;
+    GaussianStats reference;
+    if (o.fid) {
+      extractor = feature_extractor(s);
+      reference = reference_stats(s, *extractor);
+    }
+    FeatureStats generated(o.fid ? extractor->dims() : 0);
+    const int64_t share = (total + ctx.world - 1) / ctx.world;
+    const int64_t grid_share = (o.sample_count + ctx.world - 1) / ctx.world;
+    const int64_t c = eval_set->channels(), r = eval_set->resolution();
+    // Sample i's noise comes from (seed, i) alone, so the images do not depend on how many
+    // ranks made them; rank r makes indices [r * share, (r + 1) * share).
+    SamplingOptions so = o.sampler;
+    so.seed = derive_seed(o.seed, 0, "samples");
+    so.batch_size = std::max<int64_t>(1, o.batch_size);
+    if (o.num_classes > 0) so.null_label = o.num_classes;
+    std::vector<int64_t> indices(share);
+    for (int64_t i = 0; i < share; ++i) indices[i] = ctx.rank * share + i;
+    torch::Tensor labels;
+    if (o.num_classes > 0) labels = torch::tensor(indices, torch::kInt64).remainder(o.num_classes).to(ctx.device);
+    const torch::Tensor images =
+        generate_samples(denoiser, objective.schedule(), *objective.parameterisation(), {c, r, r}, indices,
+                         labels, so, topts);
+    const torch::Tensor grid_part = images.narrow(0, 0, grid_share);
+    if (o.fid) {
+      // Only the first `total` images of the global set count (the last rank's share may run over).
+      const int64_t keep = std::max<int64_t>(0, std::min(share, total - ctx.rank * share));
+      for (int64_t b = 0; b < keep; b += so.batch_size)
+        generated.add(extractor->features(images.narrow(0, b, std::min(so.batch_size, keep - b)).to(ctx.device)));
+    }
+    if (o.sample_count > 0) {
+      torch::Tensor all;
+      {
+        auto guard = watch(s, "all_gather(samples)");
+        all = ctx.comm->all_gather(grid_part.contiguous());
+      }
+      if (s.root) {
+        const auto path = fs::path(o.run_dir) / "samples" / (step_name(step) + ".png");
+        fs::create_directories(path.parent_path());
+        // Small images are enlarged (nearest neighbour) so the grid is easy to look at.
+        const int64_t zoom = std::max<int64_t>(1, 64 / r);
+        auto grid = all.reshape({-1, c, r, r}).narrow(0, 0, o.sample_count);
+        grid = grid.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3);
+        write_image_grid(path.string(), grid);
+        record["samples"] = path.string();
+      }
+    }
+    if (o.fid) {
+      {
+        auto guard = watch(s, "reduce(FID statistics)");
+        generated.reduce_to_root(ctx.comm);
+      }
+      if (s.root) {
+        record["fid"] = fid(generated.gaussian(), reference);
+        record["fid_samples"] = generated.count();
+        spdlog::info("FID {:.3f} ({} samples vs {}, {})", record["fid"].get<double>(), generated.count(),
+                     o.fid_reference.empty() ? o.eval_data.split + " split" : o.fid_reference, extractor->describe());
+      }
+    }
+    if (s.root)
+      spdlog::info("sampling: {} images, {} {} steps ({:.1f} s)", total, o.sampler.sampler, o.sampler.steps,
+                   seconds_between(t0, Clock::now()));
+  }
+  if (o.bpd) {
+    const auto t1 = Clock::now();
+    ObjectiveOptions vo = objective.options();
+    vo.name = "vlb";
+    vo.weighting = WeightingOptions{};
+    vo.proposal = ProposalOptions{};
+    auto vlb = make_vlb(vo, objective.schedule_ptr());
+    BpdResult bpd;
+    {
+      auto guard = watch(s, "bits/dim evaluation");
+      bpd = evaluate_bpd(*vlb, denoiser, *eval_set, ctx.comm, ctx.rank, ctx.world, o.bpd_options, topts);
+    }
+    record["bpd"] = bpd.bpd;
+    record["bpd_stderr"] = bpd.bpd_stderr;
+    record["bpd_samples"] = bpd.samples;
+    for (const auto& [name, value] : bpd.terms_bpd) record["bpd_" + name] = value;
+    if (s.root)
+      spdlog::info("{} bits/dim: {:.4f} +- {:.4f} over {} images ({:.1f} s)", o.eval_data.split, bpd.bpd,
+                   bpd.bpd_stderr, bpd.samples, seconds_between(t1, Clock::now()));
+  }
+  return record;
+}
+
+
+}  // namespace vdm
