@@ -27,6 +27,9 @@ int run_cli(int argc, char** argv) {
   add_fid_command(app);
   add_sample_command(app);
   add_eval_command(app);
+  add_submit_command(app);
+  add_sweep_command(app);
+  add_report_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CommandExit& e) {

@@ -18,5 +18,8 @@ void add_pack_command(CLI::App& app);
 void add_fid_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_submit_command(CLI::App& app);
+void add_sweep_command(CLI::App& app);
+void add_report_command(CLI::App& app);
 
 }  // namespace vdm

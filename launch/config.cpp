@@ -499,6 +499,8 @@ void read(Section s, SlurmConfig& c) {
     s.require(std::regex_match(kv.first, env_name), "env",
               "'" + kv.first + "' is not a valid environment variable name");
   s.choose("launcher", c.launcher, {"srun", "mpirun"});
+  s.get("vdm", c.vdm);
+  s.get("template", c.template_path);
   s.finish();
 }
 
@@ -730,6 +732,8 @@ std::string emit(const RunConfig& c) {
   w.put("extra", c.slurm.extra);
   w.put("env", c.slurm.env);
   w.put("launcher", c.slurm.launcher);
+  w.put("vdm", c.slurm.vdm);
+  w.put("template", c.slurm.template_path);
   w.end();
   return w.text();
 }

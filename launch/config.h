@@ -94,6 +94,8 @@ struct SlurmConfig {
   std::vector<std::string> extra;          // extra #SBATCH lines' options, e.g. --exclusive
   std::map<std::string, std::string> env;  // exported in the job script
   std::string launcher = "srun";           // srun | mpirun
+  std::string vdm;       // the vdm binary the job runs; "": the one that renders the script
+  std::string template_path;  // slurm.template: an sbatch template file; "": the built-in one
 };
 
 struct RunConfig {

@@ -46,6 +46,22 @@ std::vector<double> ticks(double lo, double hi, int target) {
   return out;
 }
 
+// For a log axis (lo, hi are log10 values): log10 of the 1-2-5 values in range, or of every
+// integer multiple of a power of ten when the range is too short for three of those.
+std::vector<double> log_ticks(double lo, double hi) {
+  std::vector<double> out;
+  for (const std::vector<double>& mantissas : {std::vector<double>{1, 2, 5}, std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8, 9}}) {
+    out.clear();
+    for (double k = std::floor(lo); k <= std::ceil(hi); k += 1)
+      for (double m : mantissas) {
+        const double v = k + std::log10(m);
+        if (v >= lo && v <= hi) out.push_back(v);
+      }
+    if (out.size() >= 3) return out;
+  }
+  return out.size() >= 2 ? out : ticks(lo, hi, 6);
+}
+
 }  // namespace
 
 std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOptions& o) {
@@ -80,10 +96,10 @@ std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOpt
         << "\" stroke=\"#e5e5e5\"/>\n<text x=\"" << px(v) << "\" y=\"" << T + H + 18
         << "\" text-anchor=\"middle\">" << num(v) << "</text>\n";
   }
-  for (double v : ticks(y0, y1, 6)) {
+  for (double v : o.log_y ? log_ticks(y0, y1) : ticks(y0, y1, 6)) {
     svg << "<line x1=\"" << L << "\" x2=\"" << L + W << "\" y1=\"" << py(v) << "\" y2=\"" << py(v)
         << "\" stroke=\"#e5e5e5\"/>\n<text x=\"" << L - 6 << "\" y=\"" << py(v) + 4
-        << "\" text-anchor=\"end\">" << (o.log_y ? "1e" + num(v) : num(v)) << "</text>\n";
+        << "\" text-anchor=\"end\">" << (o.log_y ? num(std::pow(10.0, v)) : num(v)) << "</text>\n";
   }
   svg << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << W << "\" height=\"" << H
       << "\" fill=\"none\" stroke=\"#333\"/>\n"
@@ -110,6 +126,49 @@ std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOpt
         << "\" stroke=\"" << color << "\" stroke-width=\"2\""
         << (s.dashed ? " stroke-dasharray=\"6,4\"" : "") << "/>\n<text x=\"" << lx + 30
         << "\" y=\"" << ly + 4 << "\">" << escape(s.label) << "</text>\n";
+  }
+  svg << "</svg>\n";
+  return svg.str();
+}
+
+std::string render_svg_bars(const std::vector<BarItem>& bars, const PlotOptions& o) {
+  double y1 = 0;
+  for (const auto& b : bars)
+    if (std::isfinite(b.value)) y1 = std::max(y1, b.value);
+  if (y1 <= 0) y1 = 1;
+  y1 *= 1.12;  // room for the value printed on top
+  const double L = 70, R = 20, T = 40, B = 110;  // labels are written slanted under the bars
+  const double W = o.width - L - R, H = o.height - T - B;
+  const double slot = W / double(std::max<size_t>(1, bars.size()));
+  auto py = [&](double y) { return T + (1.0 - y / y1) * H; };
+
+  std::ostringstream svg;
+  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << o.width << "\" height=\""
+      << o.height << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+      << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      << "<text x=\"12\" y=\"22\" font-size=\"14\">" << escape(o.title) << "</text>\n";
+  for (double v : ticks(0, y1, 6))
+    svg << "<line x1=\"" << L << "\" x2=\"" << L + W << "\" y1=\"" << py(v) << "\" y2=\"" << py(v)
+        << "\" stroke=\"#e5e5e5\"/>\n<text x=\"" << L - 6 << "\" y=\"" << py(v) + 4
+        << "\" text-anchor=\"end\">" << num(v) << "</text>\n";
+  svg << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << W << "\" height=\"" << H
+      << "\" fill=\"none\" stroke=\"#333\"/>\n"
+      << "<text transform=\"translate(18," << T + H / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
+      << escape(o.y_label) << "</text>\n";
+  for (size_t k = 0; k < bars.size(); ++k) {
+    const auto& b = bars[k];
+    const double cx = L + slot * (double(k) + 0.5), bw = std::min(60.0, slot * 0.6);
+    if (std::isfinite(b.value)) {
+      svg << "<rect x=\"" << cx - bw / 2 << "\" y=\"" << py(b.value) << "\" width=\"" << bw
+          << "\" height=\"" << T + H - py(b.value) << "\" fill=\""
+          << kPalette[k % (sizeof kPalette / sizeof *kPalette)] << "\"/>\n<text x=\"" << cx << "\" y=\""
+          << py(b.value) - 4 << "\" text-anchor=\"middle\">" << num(b.value) << "</text>\n";
+    } else {
+      svg << "<text x=\"" << cx << "\" y=\"" << T + H - 8 << "\" text-anchor=\"middle\" fill=\"#b00\">"
+          << escape(b.note.empty() ? "missing" : b.note) << "</text>\n";
+    }
+    svg << "<text transform=\"translate(" << cx << "," << T + H + 14 << ") rotate(30)\">"
+        << escape(b.label) << "</text>\n";
   }
   svg << "</svg>\n";
   return svg.str();

@@ -1,4 +1,4 @@
-// A small SVG line-plot writer for the figures vdm draws (weightings, loss curves, reports):
+// A small SVG plot writer for the figures vdm draws (weightings, loss curves, reports): lines, bars;
 // self-contained files a browser shows, with axes, ticks and a legend; no plotting library.
 #pragma once
 
@@ -20,5 +20,14 @@ struct PlotOptions {
 };
 
 std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOptions& options);
+
+// One bar per item, value printed on top; a non-finite value draws no bar, only its note
+// ("missing", "failed"), so absent results stay visible.
+struct BarItem {
+  std::string label;
+  double value;
+  std::string note;
+};
+std::string render_svg_bars(const std::vector<BarItem>& bars, const PlotOptions& options);
 
 }  // namespace vdm

@@ -29,7 +29,10 @@ struct TrainArgs {
 
 RunConfig load_train_config(const TrainArgs& a) {
   std::vector<std::string> overrides = a.positional;
-  if (!overrides.empty() && overrides.front().find('=') == std::string::npos) {
+  // A path may hold '=' (a sweep point's folder, SWEEP/1_sigmoid_bias=-2/config.yaml).
+  std::error_code ec;
+  if (!overrides.empty() &&
+      (overrides.front().find('=') == std::string::npos || fs::is_regular_file(overrides.front(), ec))) {
     const std::string path = overrides.front();
     overrides.erase(overrides.begin());
     return load_config(path, overrides);

@@ -12,6 +12,8 @@ PACKAGES=(
   libturbojpeg0-dev libpng-dev libzip-dev zlib1g-dev
   dataset-fashion-mnist
   python3-pil python3-numpy
+  # The local one-node cluster of tests/integration/slurm_cluster.sh (slurm/local-cluster.sh).
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()

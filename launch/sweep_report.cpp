@@ -1,0 +1,264 @@
+// Sweep reports (see sweep_report.h). The w(lambda) curves come from the objective each point
+// trained with (make_objective, as `vdm inspect objective` builds it), so the figure shows what
+// was optimised, not a re-derivation of it.
+#include "launch/sweep_report.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "launch/config.h"
+#include "launch/svg_plot.h"
+#include "objectives/objective.h"
+
+namespace vdm {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::vector<json> read_jsonl(const fs::path& path) {
+  std::vector<json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line, nullptr, false);
+    if (j.is_object()) out.push_back(j);
+  }
+  return out;
+}
+
+double number(const json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : NAN;
+}
+
+std::string fmt(double v, const char* format = "%.4g") {
+  if (!std::isfinite(v)) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+std::string describe_objective(const ObjectiveOptions& o) {
+  if (o.name != "weighted") return o.name;
+  std::string w = o.weighting.name;
+  if (w == "sigmoid") w += "(b=" + fmt(o.weighting.bias, "%g") + ")";
+  if (o.proposal.name != "schedule") w += ", p=" + o.proposal.name;
+  return w;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+void read_point(PointResult& p, const fs::path& dir, std::vector<RunConfig>& configs) {
+  if (!fs::is_regular_file(dir / "config.yaml")) {
+    p.status = "missing";
+    return;
+  }
+  try {
+    const RunConfig cfg = load_config((dir / "config.yaml").string());
+    p.steps_total = cfg.train.steps;
+    p.objective = describe_objective(cfg.objective);
+    configs.push_back(cfg);
+  } catch (const ConfigError&) {
+    p.status = "bad config";
+    return;
+  }
+  for (const auto& m : read_jsonl(dir / "metrics.jsonl")) {
+    const double step = number(m, "step"), loss = number(m, "loss");
+    if (!std::isfinite(step)) continue;
+    p.steps_done = static_cast<long long>(step);
+    p.loss_steps.push_back(step);
+    p.losses.push_back(loss);
+    p.final_loss = loss;
+  }
+  for (const auto& e : read_jsonl(dir / "eval.jsonl")) {
+    if (std::isfinite(number(e, "bpd"))) p.bpd = number(e, "bpd");
+    if (std::isfinite(number(e, "fid"))) p.fid = number(e, "fid");
+  }
+  const auto attempts = read_jsonl(dir / "attempts.jsonl");
+  double total = 0;
+  for (const auto& a : attempts) total += number(a, "end") - number(a, "start");
+  if (!attempts.empty()) p.run_time_s = total;
+
+  const bool finished = p.steps_total > 0 && p.steps_done >= p.steps_total;
+  const int last_code = attempts.empty() ? -1 : attempts.back().value("exit_code", -1);
+  if (last_code == 0 || (attempts.empty() && finished))
+    p.status = "done";
+  else if (last_code == 75)
+    p.status = "requeued";
+  else if (last_code > 0)
+    p.status = "failed (exit " + std::to_string(last_code) + ")";
+  else
+    p.status = p.steps_done >= 0 ? "running" : "not started";
+}
+
+// w(lambda) normalised to its maximum on the grid, so weightings of any scale share one axis.
+std::vector<double> weighting_curve(const RunConfig& cfg, const std::vector<double>& grid) {
+  torch::NoGradGuard no_grad;
+  const Objective objective = make_objective(cfg.objective, make_schedule(cfg.schedule));
+  const auto w = objective->weighting(torch::tensor(grid, torch::kFloat64)).contiguous();
+  std::vector<double> out(grid.size());
+  double top = 0;
+  for (size_t i = 0; i < grid.size(); ++i) {
+    out[i] = w[static_cast<int64_t>(i)].item<double>();
+    if (std::isfinite(out[i])) top = std::max(top, std::abs(out[i]));
+  }
+  if (top > 0)
+    for (double& v : out) v /= top;
+  return out;
+}
+
+std::string point_name(const PointResult& p) { return std::to_string(p.index) + " " + p.label; }
+
+}  // namespace
+
+SweepReport collect_sweep_report(const std::string& sweep_dir) {
+  const fs::path dir(sweep_dir);
+  std::ifstream in(dir / "sweep.json");
+  if (!in)
+    throw ConfigError(sweep_dir + ": no sweep.json; give a folder made by `vdm sweep` (runs/<sweep name>)");
+  const json desc = json::parse(in, nullptr, false);
+  if (!desc.is_object() || !desc.contains("points"))
+    throw ConfigError((dir / "sweep.json").string() + ": not a sweep description (no points); was it edited?");
+
+  SweepReport r;
+  r.name = desc.value("name", dir.filename().string());
+  r.dir = sweep_dir;
+  std::vector<std::pair<size_t, RunConfig>> configs;
+  for (const auto& jp : desc["points"]) {
+    PointResult p;
+    p.index = jp.value("index", r.points.size());
+    p.label = jp.value("label", "");
+    p.dir = jp.value("dir", "");
+    p.final_loss = p.bpd = p.fid = p.run_time_s = NAN;
+    std::vector<RunConfig> cfg;
+    read_point(p, dir / p.dir, cfg);
+    if (!cfg.empty()) configs.emplace_back(r.points.size(), cfg.front());
+    r.points.push_back(std::move(p));
+  }
+
+  // One lambda grid spanning every point's schedule.
+  double lo = INFINITY, hi = -INFINITY;
+  for (auto& [i, cfg] : configs) {
+    const NoiseSchedule s = make_schedule(cfg.schedule);
+    lo = std::min(lo, -s->gamma_at_1());
+    hi = std::max(hi, -s->gamma_at_0());
+  }
+  if (lo < hi)
+    for (int k = 0; k < 241; ++k) r.lambda_grid.push_back(lo + (hi - lo) * k / 240.0);
+  for (auto& [i, cfg] : configs) {
+    try {
+      r.points[i].w = weighting_curve(cfg, r.lambda_grid);
+    } catch (const std::exception&) {
+      // A config this build cannot turn into an objective: the table still lists the point.
+    }
+  }
+  return r;
+}
+
+std::string report_csv(const SweepReport& r) {
+  std::ostringstream out;
+  out << "index,label,objective,status,steps,final_loss,test_bpd,fid,run_time_s\n";
+  for (const auto& p : r.points)
+    out << p.index << ',' << csv_field(p.label) << ',' << csv_field(p.objective) << ',' << csv_field(p.status)
+        << ',' << (p.steps_done >= 0 ? std::to_string(p.steps_done) : "") << ',' << fmt(p.final_loss, "%.6g")
+        << ',' << fmt(p.bpd, "%.6g") << ',' << fmt(p.fid, "%.6g") << ',' << fmt(p.run_time_s, "%.1f") << '\n';
+  return out.str();
+}
+
+std::string report_markdown(const SweepReport& r) {
+  auto cell = [](const std::string& s) { return s.empty() ? std::string("—") : s; };
+  std::ostringstream out;
+  out << "# Sweep " << r.name << "\n\n"
+      << "| # | point | objective | status | steps | final loss | test bpd | FID | run time (s) |\n"
+      << "|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& p : r.points) {
+    const std::string steps = p.steps_done < 0 ? "" : std::to_string(p.steps_done) + "/" + std::to_string(p.steps_total);
+    out << "| " << p.index << " | " << p.label << " | " << cell(p.objective) << " | " << p.status << " | "
+        << cell(steps) << " | " << cell(fmt(p.final_loss)) << " | " << cell(fmt(p.bpd, "%.4f")) << " | "
+        << cell(fmt(p.fid, "%.2f")) << " | " << cell(fmt(p.run_time_s, "%.0f")) << " |\n";
+  }
+  return out.str();
+}
+
+std::string report_html(const SweepReport& r) {
+  std::ostringstream out;
+  out << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Sweep " << html_escape(r.name)
+      << "</title>\n<style>body{font-family:sans-serif;margin:24px;max-width:1600px}"
+         "table{border-collapse:collapse;margin-bottom:20px}td,th{border:1px solid #ccc;padding:4px 10px;"
+         "text-align:right}td:nth-child(2),td:nth-child(3),td:nth-child(4){text-align:left}"
+         ".bad{color:#b00;font-weight:bold}.figs{display:flex;flex-wrap:wrap;gap:12px}</style></head><body>\n"
+      << "<h1>Sweep " << html_escape(r.name) << "</h1>\n<p>" << html_escape(r.dir) << " &middot; "
+      << r.points.size() << " point(s)</p>\n<table>\n<tr><th>#</th><th>point</th><th>objective</th><th>status</th>"
+         "<th>steps</th><th>final loss</th><th>test bpd</th><th>FID</th><th>run time (s)</th></tr>\n";
+  for (const auto& p : r.points) {
+    const bool bad = p.status != "done";
+    const std::string steps = p.steps_done < 0 ? "" : std::to_string(p.steps_done) + "/" + std::to_string(p.steps_total);
+    out << "<tr><td>" << p.index << "</td><td>" << html_escape(p.label) << "</td><td>" << html_escape(p.objective)
+        << "</td><td" << (bad ? " class=\"bad\"" : "") << ">" << html_escape(p.status) << "</td><td>" << steps
+        << "</td><td>" << fmt(p.final_loss) << "</td><td>" << fmt(p.bpd, "%.4f") << "</td><td>"
+        << fmt(p.fid, "%.2f") << "</td><td>" << fmt(p.run_time_s, "%.0f") << "</td></tr>\n";
+  }
+  out << "</table>\n<div class=\"figs\">\n";
+
+  std::vector<PlotSeries> loss, weights;
+  std::vector<BarItem> bpd, fid;
+  bool any_fid = false;
+  for (const auto& p : r.points) {
+    loss.push_back({point_name(p), p.loss_steps, p.losses, false});
+    // Dashed every other curve: equal weightings (IDDPM's sech and eps-MSE's under a cosine
+    // schedule) lie on top of each other and both stay visible.
+    if (!p.w.empty()) weights.push_back({point_name(p), r.lambda_grid, p.w, p.index % 2 == 1});
+    const std::string note = p.status == "done" ? "no value" : p.status;
+    bpd.push_back({point_name(p), p.bpd, note});
+    fid.push_back({point_name(p), p.fid, note});
+    any_fid = any_fid || std::isfinite(p.fid);
+  }
+  PlotOptions lo;
+  lo.title = "training loss per point (log scale)";
+  lo.x_label = "step";
+  lo.y_label = "loss";
+  lo.log_y = true;
+  out << render_svg_plot(loss, lo);
+  PlotOptions wo;
+  wo.title = "weighting w(lambda) of each point, normalised to max 1";
+  wo.x_label = "lambda = log SNR";
+  wo.y_label = "w / max w";
+  out << render_svg_plot(weights, wo);
+  PlotOptions bo;
+  bo.title = "test bits/dim per point (lower is better)";
+  bo.y_label = "bits/dim";
+  out << render_svg_bars(bpd, bo);
+  PlotOptions fo;
+  fo.title = any_fid ? "FID per point (lower is better)" : "FID per point: not computed (eval.fid.enabled)";
+  fo.y_label = "FID";
+  out << render_svg_bars(fid, fo);
+  out << "</div>\n</body></html>\n";
+  return out.str();
+}
+
+}  // namespace vdm
