@@ -13,19 +13,6 @@ namespace {
 const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
-std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 
 std::string num(double v) {
   char buf[32];
@@ -90,7 +77,7 @@ std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOpt
       << o.height << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       << "<text x=\"12\" y=\"22\" font-size=\"14\">"
-      << escape(o.title) << "</text>\n";
+      << xml_escape(o.title) << "</text>\n";
   for (double v : ticks(x0, x1, 8)) {
     svg << "<line x1=\"" << px(v) << "\" x2=\"" << px(v) << "\" y1=\"" << T << "\" y2=\"" << T + H
         << "\" stroke=\"#e5e5e5\"/>\n<text x=\"" << px(v) << "\" y=\"" << T + H + 18
@@ -104,9 +91,9 @@ std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOpt
   svg << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << W << "\" height=\"" << H
       << "\" fill=\"none\" stroke=\"#333\"/>\n"
       << "<text x=\"" << L + W / 2 << "\" y=\"" << o.height - 14 << "\" text-anchor=\"middle\">"
-      << escape(o.x_label) << "</text>\n"
+      << xml_escape(o.x_label) << "</text>\n"
       << "<text transform=\"translate(18," << T + H / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
-      << escape(o.y_label) << "</text>\n";
+      << xml_escape(o.y_label) << "</text>\n";
 
   for (size_t k = 0; k < series.size(); ++k) {
     const auto& s = series[k];
@@ -125,7 +112,7 @@ std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOpt
     svg << "<line x1=\"" << lx << "\" x2=\"" << lx + 24 << "\" y1=\"" << ly << "\" y2=\"" << ly
         << "\" stroke=\"" << color << "\" stroke-width=\"2\""
         << (s.dashed ? " stroke-dasharray=\"6,4\"" : "") << "/>\n<text x=\"" << lx + 30
-        << "\" y=\"" << ly + 4 << "\">" << escape(s.label) << "</text>\n";
+        << "\" y=\"" << ly + 4 << "\">" << xml_escape(s.label) << "</text>\n";
   }
   svg << "</svg>\n";
   return svg.str();
@@ -146,7 +133,7 @@ std::string render_svg_bars(const std::vector<BarItem>& bars, const PlotOptions&
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << o.width << "\" height=\""
       << o.height << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"12\" y=\"22\" font-size=\"14\">" << escape(o.title) << "</text>\n";
+      << "<text x=\"12\" y=\"22\" font-size=\"14\">" << xml_escape(o.title) << "</text>\n";
   for (double v : ticks(0, y1, 6))
     svg << "<line x1=\"" << L << "\" x2=\"" << L + W << "\" y1=\"" << py(v) << "\" y2=\"" << py(v)
         << "\" stroke=\"#e5e5e5\"/>\n<text x=\"" << L - 6 << "\" y=\"" << py(v) + 4
@@ -154,7 +141,7 @@ std::string render_svg_bars(const std::vector<BarItem>& bars, const PlotOptions&
   svg << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << W << "\" height=\"" << H
       << "\" fill=\"none\" stroke=\"#333\"/>\n"
       << "<text transform=\"translate(18," << T + H / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
-      << escape(o.y_label) << "</text>\n";
+      << xml_escape(o.y_label) << "</text>\n";
   for (size_t k = 0; k < bars.size(); ++k) {
     const auto& b = bars[k];
     const double cx = L + slot * (double(k) + 0.5), bw = std::min(60.0, slot * 0.6);
@@ -165,13 +152,27 @@ std::string render_svg_bars(const std::vector<BarItem>& bars, const PlotOptions&
           << py(b.value) - 4 << "\" text-anchor=\"middle\">" << num(b.value) << "</text>\n";
     } else {
       svg << "<text x=\"" << cx << "\" y=\"" << T + H - 8 << "\" text-anchor=\"middle\" fill=\"#b00\">"
-          << escape(b.note.empty() ? "missing" : b.note) << "</text>\n";
+          << xml_escape(b.note.empty() ? "missing" : b.note) << "</text>\n";
     }
     svg << "<text transform=\"translate(" << cx << "," << T + H + 14 << ") rotate(30)\">"
-        << escape(b.label) << "</text>\n";
+        << xml_escape(b.label) << "</text>\n";
   }
   svg << "</svg>\n";
   return svg.str();
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
 }
 
 }  // namespace vdm

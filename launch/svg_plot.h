@@ -19,6 +19,9 @@ struct PlotOptions {
   bool log_y = false;
 };
 
+// Text for SVG or HTML: & < > " as entities.
+std::string xml_escape(const std::string& s);
+
 std::string render_svg_plot(const std::vector<PlotSeries>& series, const PlotOptions& options);
 
 // One bar per item, value printed on top; a non-finite value draws no bar, only its note

@@ -52,19 +52,6 @@ std::string describe_objective(const ObjectiveOptions& o) {
   return w;
 }
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -207,19 +194,19 @@ std::string report_markdown(const SweepReport& r) {
 
 std::string report_html(const SweepReport& r) {
   std::ostringstream out;
-  out << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Sweep " << html_escape(r.name)
+  out << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Sweep " << xml_escape(r.name)
       << "</title>\n<style>body{font-family:sans-serif;margin:24px;max-width:1600px}"
          "table{border-collapse:collapse;margin-bottom:20px}td,th{border:1px solid #ccc;padding:4px 10px;"
          "text-align:right}td:nth-child(2),td:nth-child(3),td:nth-child(4){text-align:left}"
          ".bad{color:#b00;font-weight:bold}.figs{display:flex;flex-wrap:wrap;gap:12px}</style></head><body>\n"
-      << "<h1>Sweep " << html_escape(r.name) << "</h1>\n<p>" << html_escape(r.dir) << " &middot; "
+      << "<h1>Sweep " << xml_escape(r.name) << "</h1>\n<p>" << xml_escape(r.dir) << " &middot; "
       << r.points.size() << " point(s)</p>\n<table>\n<tr><th>#</th><th>point</th><th>objective</th><th>status</th>"
          "<th>steps</th><th>final loss</th><th>test bpd</th><th>FID</th><th>run time (s)</th></tr>\n";
   for (const auto& p : r.points) {
     const bool bad = p.status != "done";
     const std::string steps = p.steps_done < 0 ? "" : std::to_string(p.steps_done) + "/" + std::to_string(p.steps_total);
-    out << "<tr><td>" << p.index << "</td><td>" << html_escape(p.label) << "</td><td>" << html_escape(p.objective)
-        << "</td><td" << (bad ? " class=\"bad\"" : "") << ">" << html_escape(p.status) << "</td><td>" << steps
+    out << "<tr><td>" << p.index << "</td><td>" << xml_escape(p.label) << "</td><td>" << xml_escape(p.objective)
+        << "</td><td" << (bad ? " class=\"bad\"" : "") << ">" << xml_escape(p.status) << "</td><td>" << steps
         << "</td><td>" << fmt(p.final_loss) << "</td><td>" << fmt(p.bpd, "%.4f") << "</td><td>"
         << fmt(p.fid, "%.2f") << "</td><td>" << fmt(p.run_time_s, "%.0f") << "</td></tr>\n";
   }

@@ -18,6 +18,7 @@
 #include "evaluation/feature_stats.h"
 #include "evaluation/fid_statistics.h"
 #include "evaluation/image_grid.h"
+#include "training/checkpoint_store.h"
 #include "training/train_state.h"
 
 namespace vdm {
@@ -28,12 +29,6 @@ namespace fs = std::filesystem;
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-std::string step_name(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step_%08lld", static_cast<long long>(step));
-  return buf;
 }
 
 struct Run {
@@ -168,7 +163,7 @@ nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext
         all = ctx.comm->all_gather(grid_part.contiguous());
       }
       if (s.root) {
-        const auto path = fs::path(o.run_dir) / "samples" / (step_name(step) + ".png");
+        const auto path = fs::path(o.run_dir) / "samples" / (CheckpointStore::folder_name(step) + ".png");
         fs::create_directories(path.parent_path());
         // Small images are enlarged (nearest neighbour) so the grid is easy to look at.
         const int64_t zoom = std::max<int64_t>(1, 64 / r);

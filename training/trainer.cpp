@@ -46,12 +46,6 @@ std::string clock_text(double seconds) {
   return buf;
 }
 
-std::string step_name(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step_%08lld", static_cast<long long>(step));
-  return buf;
-}
-
 // A uniform number in [0, 1) that every rank computes alike for (seed, step, micro-batch):
 // the shared offset that lets the proposal stratify t across the global batch without state.
 double shared_uniform(uint64_t seed, int64_t step, int64_t micro) {
@@ -80,7 +74,8 @@ struct Trainer::State {
   Objective objective;
   Ema ema{nullptr};
   std::unique_ptr<torch::optim::AdamW> optimizer;
-  std::vector<torch::Tensor> params;  // model then objective, as the reducer and optimiser see them
+  GradientReducer::NamedParameters named;  // model then objective, as reducer and optimiser see them
+  std::vector<torch::Tensor> params;
   CommunicatorPtr cpu_comm, grad_comm;
   std::unique_ptr<GradientReducer> reducer;
   std::unique_ptr<Watchdog> watchdog;
@@ -120,10 +115,9 @@ Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std
   s.model->to(s.device);
   s.objective->to(s.device);
   s.ema = Ema(*s.model, o.ema);
-  GradientReducer::NamedParameters named;
-  for (const auto& p : s.model->named_parameters()) named.emplace_back("model." + p.key(), p.value());
-  for (const auto& p : s.objective->named_parameters()) named.emplace_back("objective." + p.key(), p.value());
-  for (const auto& [name, tensor] : named) s.params.push_back(tensor);
+  for (const auto& p : s.model->named_parameters()) s.named.emplace_back("model." + p.key(), p.value());
+  for (const auto& p : s.objective->named_parameters()) s.named.emplace_back("objective." + p.key(), p.value());
+  for (const auto& [name, tensor] : s.named) s.params.push_back(tensor);
   s.optimizer = std::make_unique<torch::optim::AdamW>(
       s.params, torch::optim::AdamWOptions(o.lr.lr)
                     .betas({o.adam_beta1, o.adam_beta2})
@@ -185,7 +179,7 @@ void resume(Trainer::State& s) {
   if (s.o.resume == "auto") {
     const int64_t step = choose_checkpoint(s);
     if (step < 0) return;
-    path = (fs::path(s.store->options().dir) / step_name(step)).string();
+    path = (fs::path(s.store->options().dir) / CheckpointStore::folder_name(step)).string();
   } else {
     path = s.o.resume;
   }
@@ -287,14 +281,7 @@ TrainResult Trainer::run() {
                                             first_step > 0 ? first_step : -1);
 
   // After resume, so rank 0's broadcast start-up weights are the restored ones on every rank.
-  s.reducer = std::make_unique<GradientReducer>(
-      GradientReducer::NamedParameters([&] {
-        GradientReducer::NamedParameters named;
-        for (const auto& p : s.model->named_parameters()) named.emplace_back("model." + p.key(), p.value());
-        for (const auto& p : s.objective->named_parameters()) named.emplace_back("objective." + p.key(), p.value());
-        return named;
-      }()),
-      s.grad_comm, o.reducer);
+  s.reducer = std::make_unique<GradientReducer>(s.named, s.grad_comm, o.reducer);
 
   SamplerOptions so;
   so.dataset_size = s.train_set->size();
