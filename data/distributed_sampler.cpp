@@ -3,6 +3,8 @@
 // epoch's global stream from any position in it, for any world size.
 #include "data/distributed_sampler.h"
 
+#include "data/mix64.h"
+
 #include <algorithm>
 #include <limits>
 #include <numeric>
@@ -17,16 +19,7 @@ namespace {
 // permutation is the same on every platform and compiler; std:: distributions and std::shuffle
 // are implementation-defined and torch's generator changes between versions.
 
-// SplitMix64's output function (Steele, Lea and Flood, "Fast splittable pseudorandom number
-// generators", OOPSLA 2014; constants from Stafford's "Mix13"). A bijection that spreads every
-// input bit over the output, used both as a hash and as SplitMix64's step.
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;  // 2^64 / golden ratio, odd
+constexpr uint64_t kGolden = kGolden64;
 // Keeps the data order apart from other streams that may be seeded from the same config seed.
 constexpr uint64_t kSamplerDomain = 0x5ad15a3b1e5eed01ULL;
 

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "data/mix64.h"
 #include "models/ema.h"
 #include "objectives/objective.h"
 
@@ -18,12 +19,6 @@ namespace vdm {
 namespace {
 
 constexpr int kFormat = 1;
-
-uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 std::string to_bytes(torch::serialize::OutputArchive& archive) {
   std::ostringstream out;
@@ -80,7 +75,7 @@ void load_module(torch::nn::Module& module, const LoadedCheckpoint& ckpt, const 
 uint64_t derive_seed(uint64_t seed, uint64_t index, const char* purpose) {
   uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a of the purpose
   for (const char* c = purpose; *c; ++c) h = (h ^ uint8_t(*c)) * 0x100000001b3ULL;
-  return mix64(mix64(seed ^ h) + index * 0x9e3779b97f4a7c15ULL);
+  return mix64(mix64(seed ^ h) + index * kGolden64);
 }
 
 RngStreams::RngStreams(uint64_t seed, int64_t rank, c10::Device device) {
