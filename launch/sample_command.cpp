@@ -22,13 +22,13 @@
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/module_options.h"
+#include "training/elapsed_time.h"
 #include "launch/trained_model.h"
 
 namespace vdm {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 struct SampleArgs {
   std::string source, out, sampler = "ancestral", device;
@@ -55,22 +55,15 @@ std::vector<int64_t> indices_of_rank(int64_t num, int64_t batch, int rank, int w
   return out;
 }
 
-std::string clock_text(double seconds) {
-  const long s = long(std::max(0.0, seconds) + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  return buf;
-}
-
 // Rank 0's progress: a rewritten line on a terminal, else a log line at most every 30 s (so
 // short runs stay quiet and batch logs stay short).
 std::function<void(int64_t, int64_t)> progress_printer(bool root) {
   if (!root) return {};
-  const auto start = Clock::now();
-  auto last = std::make_shared<Clock::time_point>(start);
+  const auto start = SteadyClock::now();
+  auto last = std::make_shared<SteadyClock::time_point>(start);
   const bool tty = ::isatty(STDERR_FILENO);
   return [=](int64_t done, int64_t total) {
-    const auto now = Clock::now();
+    const auto now = SteadyClock::now();
     const double elapsed = std::chrono::duration<double>(now - start).count();
     const double eta = elapsed / double(done) * double(total - done);
     if (tty) {
@@ -172,7 +165,7 @@ int run_sample(const SampleArgs& a, bool steps_given, bool device_given) {
     Denoiser denoiser = [model](const torch::Tensor& in, const torch::Tensor& c, const torch::Tensor& y) {
       return model->forward(in, c, y);
     };
-    const auto t0 = Clock::now();
+    const auto t0 = SteadyClock::now();
     const auto mine = generate_samples(denoiser, tm.objective->schedule(), *tm.objective->parameterisation(),
                                        {channels, res, res}, indices, labels, so,
                                        torch::TensorOptions().device(device).dtype(torch::kFloat32));
@@ -189,7 +182,7 @@ int run_sample(const SampleArgs& a, bool steps_given, bool device_given) {
         const auto idx = indices_of_rank(a.num, a.batch, r, world);
         for (size_t k = 0; k < idx.size(); ++k) images[idx[k]].copy_(all[r][int64_t(k)]);
       }
-      spdlog::info("sampled {} images in {:.1f} s", a.num, std::chrono::duration<double>(Clock::now() - t0).count());
+      spdlog::info("sampled {} images in {:.1f} s", a.num, std::chrono::duration<double>(SteadyClock::now() - t0).count());
       write_outputs(a, images);
     }
     return 0;

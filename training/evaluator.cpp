@@ -19,17 +19,13 @@
 #include "evaluation/fid_statistics.h"
 #include "evaluation/image_grid.h"
 #include "training/checkpoint_store.h"
+#include "training/elapsed_time.h"
 #include "training/train_state.h"
 
 namespace vdm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
-
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
 
 struct Run {
   const EvaluatorOptions& o;
@@ -123,7 +119,7 @@ nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext
   auto eval_set = open_dataset(o.eval_data);
   nlohmann::json record{{"step", step}};
 
-  const auto t0 = Clock::now();
+  const auto t0 = SteadyClock::now();
   const int64_t total = std::max(o.sample_count, o.fid ? o.fid_samples : int64_t(0));
   if (total > 0) {
     FeatureExtractorPtr extractor;
@@ -187,10 +183,10 @@ nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext
     }
     if (s.root)
       spdlog::info("sampling: {} images, {} {} steps ({:.1f} s)", total, o.sampler.sampler, o.sampler.steps,
-                   seconds_between(t0, Clock::now()));
+                   seconds_between(t0, SteadyClock::now()));
   }
   if (o.bpd) {
-    const auto t1 = Clock::now();
+    const auto t1 = SteadyClock::now();
     ObjectiveOptions vo = objective.options();
     vo.name = "vlb";
     vo.weighting = WeightingOptions{};
@@ -207,7 +203,7 @@ nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext
     for (const auto& [name, value] : bpd.terms_bpd) record["bpd_" + name] = value;
     if (s.root)
       spdlog::info("{} bits/dim: {:.4f} +- {:.4f} over {} images ({:.1f} s)", o.eval_data.split, bpd.bpd,
-                   bpd.bpd_stderr, bpd.samples, seconds_between(t1, Clock::now()));
+                   bpd.bpd_stderr, bpd.samples, seconds_between(t1, SteadyClock::now()));
   }
   return record;
 }

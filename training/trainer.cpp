@@ -22,6 +22,7 @@
 #include "distributed/watchdog.h"
 #include "objectives/diffusion_terms.h"
 #include "training/autocast.h"
+#include "training/elapsed_time.h"
 #include "training/metrics_log.h"
 #include "training/stop_signal.h"
 #include "training/train_state.h"
@@ -32,19 +33,7 @@
 namespace vdm {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
-
-double seconds_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-std::string clock_text(double seconds) {
-  const long s = long(std::max(0.0, seconds) + 0.5);
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  return buf;
-}
 
 // A uniform number in [0, 1) that every rank computes alike for (seed, step, micro-batch):
 // the shared offset that lets the proposal stratify t across the global batch without state.
@@ -264,7 +253,7 @@ struct Window {
   double bpd = 0;
   bool has_bpd = false;
   double grad_norm = 0;
-  Clock::time_point start = Clock::now();
+  SteadyClock::time_point start = SteadyClock::now();
 };
 
 }  // namespace
@@ -295,7 +284,7 @@ TrainResult Trainer::run() {
   LrScheduleOptions lr = o.lr;
   lr.total_steps = o.steps;
   const bool tty = s.root && ::isatty(STDERR_FILENO);
-  const auto run_start = Clock::now();
+  const auto run_start = SteadyClock::now();
   Window window;
   TrainResult result;
   AutocastScope autocast(o.bf16 && s.device.is_cuda());
@@ -325,9 +314,9 @@ TrainResult Trainer::run() {
     s.optimizer->zero_grad();
 
     for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
-      const auto wait0 = Clock::now();
+      const auto wait0 = SteadyClock::now();
       Batch batch = s.loader->next();
-      window.data_wait_s += seconds_between(wait0, Clock::now());
+      window.data_wait_s += seconds_between(wait0, SteadyClock::now());
       auto x = encode_pixels(batch.images).to(s.device);
       torch::Tensor labels;
       if (o.model.num_classes > 0) labels = batch.labels.to(s.device);
@@ -398,7 +387,7 @@ TrainResult Trainer::run() {
         auto guard = s.watchdog->watch("all_reduce(metrics)", s.counters.step);
         s.cpu_comm->all_reduce(t, ReduceOp::Sum);
       }
-      const auto now = Clock::now();
+      const auto now = SteadyClock::now();
       const double elapsed = seconds_between(window.start, now);
       const double micro_all = t[0].item<double>();
       nlohmann::json rec{{"step", s.counters.step},
@@ -447,7 +436,7 @@ TrainResult Trainer::run() {
   evaluate(s);
   if (s.root)
     spdlog::info("done: {} steps in {} ({} skipped); run directory {}", s.counters.step - first_step,
-                 clock_text(seconds_between(run_start, Clock::now())), s.counters.skipped_steps, o.run_dir);
+                 clock_text(seconds_between(run_start, SteadyClock::now())), s.counters.skipped_steps, o.run_dir);
   result.step = s.counters.step;
   return result;
 }
