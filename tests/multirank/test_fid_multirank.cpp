@@ -15,11 +15,11 @@
 #include "evaluation/feature_stats.h"
 #include "evaluation/fid_statistics.h"
 #include "tests/multirank/mpi_gtest_main.h"
+#include "tests/test_support.h"
 
 namespace vdm {
 namespace {
 
-const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
 // Feature vector of global sample i: deterministic, far from zero mean, correlated dimensions.
 torch::Tensor sample_features(int64_t i, int64_t d) {

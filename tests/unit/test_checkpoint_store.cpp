@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "training/checkpoint_store.h"
+#include "tests/test_support.h"
 
 namespace fs = std::filesystem;
 using vdm::CheckpointError;
@@ -24,19 +25,6 @@ using vdm::CheckpointStoreOptions;
 namespace {
 
 // A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "vdm_ckpt_XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string ckpt() const { return (path / "checkpoints").string(); }
-};
-
 CheckpointStoreOptions opts(const std::string& dir, int64_t keep_last = 3, int64_t keep_every = 0) {
   CheckpointStoreOptions o;
   o.dir = dir;
@@ -87,8 +75,8 @@ int write_in_crashing_child(const std::string& dir, const char* fault) {
 
 TEST(CheckpointStore, RoundTripBinaryAndLargeFiles) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
-  ASSERT_TRUE(fs::is_directory(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
+  ASSERT_TRUE(fs::is_directory(tmp.file("checkpoints")));
   std::string big(5 * 1024 * 1024, '\0');
   for (size_t i = 0; i < big.size(); ++i) big[i] = char((i * 2654435761u) >> 13);
   const std::map<std::string, std::string> files = {
@@ -97,8 +85,8 @@ TEST(CheckpointStore, RoundTripBinaryAndLargeFiles) {
       {"empty", ""},
       {"config.yaml", "a: 1\n"}};
   const std::string path = store.write(7, files);
-  EXPECT_EQ(path, (fs::path(tmp.ckpt()) / "step_00000007").string());
-  EXPECT_EQ(read_file(fs::path(tmp.ckpt()) / "latest"), "step_00000007\n");
+  EXPECT_EQ(path, (fs::path(tmp.file("checkpoints")) / "step_00000007").string());
+  EXPECT_EQ(read_file(fs::path(tmp.file("checkpoints")) / "latest"), "step_00000007\n");
   EXPECT_EQ(store.verify(path), "");
   const auto loaded = store.load(path);
   EXPECT_EQ(loaded.step, 7);
@@ -108,18 +96,18 @@ TEST(CheckpointStore, RoundTripBinaryAndLargeFiles) {
 
 TEST(CheckpointStore, ListIsStepAscendingAndIgnoresOtherEntries) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt(), 10));
+  CheckpointStore store(opts(tmp.file("checkpoints"), 10));
   for (int64_t s : {30, 5, 100000000, 12}) store.write(s, small_files(s));
-  fs::create_directory(fs::path(tmp.ckpt()) / "step_00000099");  // no manifest: incomplete
-  fs::create_directory(fs::path(tmp.ckpt()) / "step_7");
-  fs::create_directory(fs::path(tmp.ckpt()) / "other");
+  fs::create_directory(fs::path(tmp.file("checkpoints")) / "step_00000099");  // no manifest: incomplete
+  fs::create_directory(fs::path(tmp.file("checkpoints")) / "step_7");
+  fs::create_directory(fs::path(tmp.file("checkpoints")) / "other");
   EXPECT_EQ(steps(store), (std::vector<int64_t>{5, 12, 30, 100000000}));
-  EXPECT_EQ(store.list().back().path, (fs::path(tmp.ckpt()) / "step_100000000").string());
+  EXPECT_EQ(store.list().back().path, (fs::path(tmp.file("checkpoints")) / "step_100000000").string());
 }
 
 TEST(CheckpointStore, RewritingAStepReplacesIt) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
   store.write(3, {{"a", "old"}, {"gone", "x"}});
   const auto path = store.write(3, {{"a", "new"}});
   EXPECT_EQ(store.load(path).files, (std::map<std::string, std::string>{{"a", "new"}}));
@@ -129,7 +117,7 @@ TEST(CheckpointStore, RewritingAStepReplacesIt) {
 
 TEST(CheckpointStore, VerifyDetectsTruncation) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
   const auto path = store.write(1, {{"model.pt", std::string(2048, 'm')}});
   write_raw(fs::path(path) / "model.pt", std::string(1000, 'm'));
   EXPECT_EQ(store.verify(path), "model.pt: size 1000, manifest says 2048 (truncated)");
@@ -143,7 +131,7 @@ TEST(CheckpointStore, VerifyDetectsTruncation) {
 
 TEST(CheckpointStore, VerifyDetectsAFlippedBit) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
   const auto path = store.write(1, small_files(1));
   const fs::path file = fs::path(path) / "optim.pt";
   std::string bytes = read_file(file);
@@ -157,7 +145,7 @@ TEST(CheckpointStore, VerifyDetectsAFlippedBit) {
 
 TEST(CheckpointStore, VerifyDetectsMissingFileAndBadManifest) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
   const auto path = store.write(1, small_files(1));
   fs::remove(fs::path(path) / "model.pt");
   EXPECT_EQ(store.verify(path), "model.pt: missing");
@@ -178,7 +166,7 @@ TEST(CheckpointStore, VerifyDetectsMissingFileAndBadManifest) {
 
 TEST(CheckpointStore, LoadLatestValidFallsBackAndReports) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
   EXPECT_FALSE(store.load_latest_valid().has_value());
   store.write(1, small_files(1));
   store.write(2, small_files(2));
@@ -201,7 +189,7 @@ TEST(CheckpointStore, LoadLatestValidFallsBackAndReports) {
 
 TEST(CheckpointStore, RetentionKeepsLastAndMilestones) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt(), 2, 4));
+  CheckpointStore store(opts(tmp.file("checkpoints"), 2, 4));
   for (int64_t s = 1; s <= 10; ++s) store.write(s, small_files(s));
   EXPECT_EQ(steps(store), (std::vector<int64_t>{4, 8, 9, 10}));
   EXPECT_EQ(store.remove_stale_temporaries(), 0);  // pruning leaves no debris
@@ -209,22 +197,22 @@ TEST(CheckpointStore, RetentionKeepsLastAndMilestones) {
 
 TEST(CheckpointStore, PruneNeverDeletesWhatLatestNames) {
   TempDir tmp;
-  CheckpointStore keep_all(opts(tmp.ckpt(), 5));
+  CheckpointStore keep_all(opts(tmp.file("checkpoints"), 5));
   for (int64_t s = 1; s <= 3; ++s) keep_all.write(s, small_files(s));
-  write_raw(fs::path(tmp.ckpt()) / "latest", "step_00000002\n");  // e.g. a stale hint
-  CheckpointStore keep_one(opts(tmp.ckpt(), 1));
+  write_raw(fs::path(tmp.file("checkpoints")) / "latest", "step_00000002\n");  // e.g. a stale hint
+  CheckpointStore keep_one(opts(tmp.file("checkpoints"), 1));
   keep_one.prune();
   EXPECT_EQ(steps(keep_one), (std::vector<int64_t>{2, 3}));
 }
 
 TEST(CheckpointStore, StaleTemporariesIgnoredThenRemoved) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
   store.write(1, small_files(1));
-  const fs::path stale = fs::path(tmp.ckpt()) / ".step_00000002.tmp";
+  const fs::path stale = fs::path(tmp.file("checkpoints")) / ".step_00000002.tmp";
   fs::create_directory(stale);
   write_raw(stale / "manifest.json", "{}");
-  fs::create_directory(fs::path(tmp.ckpt()) / ".step_00000003.deleted.tmp");
+  fs::create_directory(fs::path(tmp.file("checkpoints")) / ".step_00000003.deleted.tmp");
   EXPECT_EQ(steps(store), (std::vector<int64_t>{1}));
   EXPECT_EQ(store.remove_stale_temporaries(), 2);
   EXPECT_FALSE(fs::exists(stale));
@@ -234,23 +222,23 @@ TEST(CheckpointStore, StaleTemporariesIgnoredThenRemoved) {
 
 TEST(CheckpointStore, BadFileNamesAndOptionsThrow) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
   for (const std::string bad : {"a/b", "manifest.json", "", "..", "."})
     EXPECT_THROW(store.write(1, {{bad, "x"}}), CheckpointError) << bad;
   EXPECT_THROW(store.write(-1, {{"a", "x"}}), CheckpointError);
   EXPECT_TRUE(store.list().empty());
-  EXPECT_THROW(CheckpointStore(opts(tmp.ckpt(), 0)), CheckpointError);
-  EXPECT_THROW(CheckpointStore(opts(tmp.ckpt(), 1, -1)), CheckpointError);
+  EXPECT_THROW(CheckpointStore(opts(tmp.file("checkpoints"), 0)), CheckpointError);
+  EXPECT_THROW(CheckpointStore(opts(tmp.file("checkpoints"), 1, -1)), CheckpointError);
 }
 
 TEST(CheckpointStore, CrashBeforeManifestLeavesPreviousCheckpoint) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
   store.write(1, small_files(1));
-  const int status = write_in_crashing_child(tmp.ckpt(), "before_manifest");
+  const int status = write_in_crashing_child(tmp.file("checkpoints"), "before_manifest");
   ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
-  EXPECT_TRUE(fs::exists(fs::path(tmp.ckpt()) / ".step_00000002.tmp" / "model.pt"));
+  EXPECT_TRUE(fs::exists(fs::path(tmp.file("checkpoints")) / ".step_00000002.tmp" / "model.pt"));
   EXPECT_EQ(steps(store), (std::vector<int64_t>{1}));
   const auto loaded = store.load_latest_valid();
   ASSERT_TRUE(loaded.has_value());
@@ -263,17 +251,17 @@ TEST(CheckpointStore, CrashBeforeManifestLeavesPreviousCheckpoint) {
 
 TEST(CheckpointStore, CrashBeforeRenameLeavesPreviousCheckpoint) {
   TempDir tmp;
-  CheckpointStore store(opts(tmp.ckpt()));
+  CheckpointStore store(opts(tmp.file("checkpoints")));
   store.write(1, small_files(1));
-  const int status = write_in_crashing_child(tmp.ckpt(), "before_rename");
+  const int status = write_in_crashing_child(tmp.file("checkpoints"), "before_rename");
   ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
-  EXPECT_TRUE(fs::exists(fs::path(tmp.ckpt()) / ".step_00000002.tmp" / "manifest.json"));
+  EXPECT_TRUE(fs::exists(fs::path(tmp.file("checkpoints")) / ".step_00000002.tmp" / "manifest.json"));
   EXPECT_EQ(steps(store), (std::vector<int64_t>{1}));
   const auto loaded = store.load_latest_valid();
   ASSERT_TRUE(loaded.has_value());
   EXPECT_EQ(loaded->step, 1);
-  EXPECT_EQ(read_file(fs::path(tmp.ckpt()) / "latest"), "step_00000001\n");
+  EXPECT_EQ(read_file(fs::path(tmp.file("checkpoints")) / "latest"), "step_00000001\n");
   EXPECT_EQ(store.remove_stale_temporaries(), 1);
   EXPECT_EQ(steps(store), (std::vector<int64_t>{1}));
 }

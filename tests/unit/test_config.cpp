@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "launch/config.h"
+#include "tests/test_support.h"
 
 namespace fs = std::filesystem;
 using vdm::ConfigError;
@@ -19,24 +20,6 @@ using vdm::RunConfig;
 namespace {
 
 // A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "vdm_config_XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  // Writes text (a leading newline dropped, so raw strings start at line 1) and returns the path.
-  std::string write(const std::string& name, std::string text) const {
-    if (!text.empty() && text.front() == '\n') text.erase(0, 1);
-    std::ofstream(path / name) << text;
-    return (path / name).string();
-  }
-};
-
 std::string error_of(const std::function<void()>& f) {
   try {
     f();

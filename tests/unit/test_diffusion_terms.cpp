@@ -7,12 +7,12 @@
 
 #include "objectives/diffusion_terms.h"
 #include "tests/unit/test_util.h"
+#include "tests/test_support.h"
 
 namespace vdm {
 namespace {
 
 using testing::RelNear;
-const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
 double pixel(int k) { return 2.0 * (k + 0.5) / 256.0 - 1.0; }
 

@@ -18,13 +18,13 @@
 #include "evaluation/image_grid.h"
 #include "objectives/diffusion_terms.h"
 #include "tests/unit/test_util.h"
+#include "tests/test_support.h"
 
 namespace vdm {
 namespace {
 
 namespace fs = std::filesystem;
 using testing::RelNear;
-const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 const auto kF32 = torch::TensorOptions().dtype(torch::kFloat32);
 
 torch::Tensor random_pixels(std::vector<int64_t> shape, uint64_t seed) {

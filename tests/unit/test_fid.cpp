@@ -24,28 +24,16 @@
 #include "evaluation/frechet_distance.h"
 #include "evaluation/npz.h"
 #include "tests/unit/test_util.h"
+#include "tests/test_support.h"
 
 namespace vdm {
 namespace {
 
 namespace fs = std::filesystem;
 using testing::RelNear;
-const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
 torch::Tensor vec(std::vector<double> v) { return torch::tensor(v, kF64); }
 torch::Tensor mat(std::vector<double> v, int64_t n) { return torch::tensor(v, kF64).view({n, n}); }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("vdm_fid_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -156,27 +144,27 @@ TEST(Npz, RoundTripStoredAndDeflated) {
   const auto mu = torch::randn({40}, g, kF64);
   const auto x = torch::randn({40, 40}, g, kF64);
   const GaussianStats stats{mu, x.mm(x.t())};
-  save_stats(dir / "stored.npz", stats, false);
-  save_stats(dir / "deflated.npz", {mu, torch::zeros({40, 40}, kF64)}, true);
-  save_stats(dir / "deflated_full.npz", stats, true);
+  save_stats(dir.file("stored.npz"), stats, false);
+  save_stats(dir.file("deflated.npz"), {mu, torch::zeros({40, 40}, kF64)}, true);
+  save_stats(dir.file("deflated_full.npz"), stats, true);
 
   for (const char* name : {"stored.npz", "deflated_full.npz"}) {
-    const auto back = load_stats(dir / name);
+    const auto back = load_stats(dir.file(name));
     EXPECT_TRUE(torch::equal(back.mu, stats.mu)) << name;
     EXPECT_TRUE(torch::equal(back.sigma, stats.sigma)) << name;
     EXPECT_EQ(back.mu.scalar_type(), torch::kFloat64);
   }
   // Stored entries hold the .npy bytes as they are; deflated zeros shrink far below 12.8 kB.
-  const auto stored = read_bytes(dir / "stored.npz"), deflated = read_bytes(dir / "deflated.npz");
+  const auto stored = read_bytes(dir.file("stored.npz")), deflated = read_bytes(dir.file("deflated.npz"));
   EXPECT_NE(stored.find("\x93NUMPY\x01\x00"), std::string::npos);
   EXPECT_NE(stored.find("{'descr': '<f8', 'fortran_order': False, 'shape': (40, 40), }"), std::string::npos);
   EXPECT_NE(stored.find("'shape': (40,), }"), std::string::npos);
   EXPECT_EQ(deflated.find("\x93NUMPY"), std::string::npos);
   EXPECT_LT(deflated.size(), 2000u);
-  EXPECT_TRUE(torch::equal(load_stats(dir / "deflated.npz").sigma, torch::zeros({40, 40}, kF64)));
+  EXPECT_TRUE(torch::equal(load_stats(dir.file("deflated.npz")).sigma, torch::zeros({40, 40}, kF64)));
   // The same statistics give the same bytes (fixed time stamps).
-  save_stats(dir / "again.npz", stats, false);
-  EXPECT_EQ(read_bytes(dir / "again.npz"), stored);
+  save_stats(dir.file("again.npz"), stats, false);
+  EXPECT_EQ(read_bytes(dir.file("again.npz")), stored);
 }
 
 TEST(Npz, NpyHeaderIs64ByteAlignedAndParsesBack) {
@@ -209,20 +197,20 @@ TEST(Npz, ReadsWhatNumpyWrote) {
 
 TEST(Npz, ClearErrorsForBadFiles) {
   TempDir dir;
-  write_npz(dir / "no_mu.npz", {{"sigma", torch::eye(3, kF64)}});
-  auto msg = error_of<NpzError>([&] { load_stats(dir / "no_mu.npz"); });
+  write_npz(dir.file("no_mu.npz"), {{"sigma", torch::eye(3, kF64)}});
+  auto msg = error_of<NpzError>([&] { load_stats(dir.file("no_mu.npz")); });
   EXPECT_NE(msg.find("no array 'mu'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("it holds: sigma"), std::string::npos) << msg;
 
-  write_npz(dir / "shapes.npz", {{"mu", torch::zeros({3}, kF64)}, {"sigma", torch::eye(2, kF64)}});
-  msg = error_of<NpzError>([&] { load_stats(dir / "shapes.npz"); });
+  write_npz(dir.file("shapes.npz"), {{"mu", torch::zeros({3}, kF64)}, {"sigma", torch::eye(2, kF64)}});
+  msg = error_of<NpzError>([&] { load_stats(dir.file("shapes.npz")); });
   EXPECT_NE(msg.find("mu has shape [3] and sigma [2, 2]"), std::string::npos) << msg;
 
-  std::ofstream(dir / "text.npz") << "mu = 1, sigma = 2\n";
-  msg = error_of<NpzError>([&] { load_stats(dir / "text.npz"); });
+  std::ofstream(dir.file("text.npz")) << "mu = 1, sigma = 2\n";
+  msg = error_of<NpzError>([&] { load_stats(dir.file("text.npz")); });
   EXPECT_NE(msg.find("not an .npz file"), std::string::npos) << msg;
 
-  msg = error_of<NpzError>([&] { load_stats(dir / "missing.npz"); });
+  msg = error_of<NpzError>([&] { load_stats(dir.file("missing.npz")); });
   EXPECT_NE(msg.find("missing.npz"), std::string::npos) << msg;
 
   std::string npy = format_npy(torch::zeros({2}, kF64));
@@ -265,7 +253,7 @@ torch::Tensor expected_features(const torch::Tensor& rgb) {
 TEST(TorchScriptFeatures, ModuleDefinedInCppSavedAndLoaded) {
   TempDir dir;
   for (bool with_flag : {true, false}) {
-    const std::string path = dir / (with_flag ? "flag.pt" : "plain.pt");
+    const std::string path = dir.file(with_flag ? "flag.pt" : "plain.pt");
     scripted_module(with_flag).save(path);
     TorchScriptFeatureExtractor extractor(path);
     EXPECT_EQ(extractor.input_channels(), 3);  // no in_channels attribute: Inception's convention
@@ -285,19 +273,19 @@ TEST(TorchScriptFeatures, ModuleDefinedInCppSavedAndLoaded) {
 
 TEST(TorchScriptFeatures, NotTorchScriptIsAClearError) {
   TempDir dir;
-  std::ofstream(dir / "weights.pt") << "this is not a TorchScript archive\n";
-  auto msg = error_of<FeatureExtractorError>([&] { TorchScriptFeatureExtractor(dir / "weights.pt"); });
+  std::ofstream(dir.file("weights.pt")) << "this is not a TorchScript archive\n";
+  auto msg = error_of<FeatureExtractorError>([&] { TorchScriptFeatureExtractor(dir.file("weights.pt")); });
   EXPECT_NE(msg.find("is not a TorchScript module"), std::string::npos) << msg;
   EXPECT_NE(msg.find("inception-2015-12-05.pt"), std::string::npos) << msg;
   EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line, no backtrace: " << msg;
-  msg = error_of<FeatureExtractorError>([&] { TorchScriptFeatureExtractor(dir / "nothing.pt"); });
+  msg = error_of<FeatureExtractorError>([&] { TorchScriptFeatureExtractor(dir.file("nothing.pt")); });
   EXPECT_NE(msg.find("does not exist"), std::string::npos) << msg;
 }
 
 TEST(TorchScriptFeatures, FeatureSizeMismatchWithReferenceStats) {
   TempDir dir;
-  scripted_module(true).save(dir / "six.pt");
-  TorchScriptFeatureExtractor extractor(dir / "six.pt");
+  scripted_module(true).save(dir.file("six.pt"));
+  TorchScriptFeatureExtractor extractor(dir.file("six.pt"));
   FeatureStats generated(extractor.dims());
   generated.add(extractor.features(torch::randint(0, 256, {4, 3, 8, 8}, torch::kLong).to(torch::kUInt8)));
   const GaussianStats reference{torch::zeros({2048}, kF64), torch::eye(2048, kF64)};
@@ -352,8 +340,8 @@ TEST(FeatureNet, TrainsSavesAndLoadsThroughTheTorchScriptPath) {
   EXPECT_GE(r.accuracy, 0.95);
   EXPECT_EQ(r.eval_samples, 64);
 
-  net.save(dir / "net.pt");
-  TorchScriptFeatureExtractor extractor(dir / "net.pt");
+  net.save(dir.file("net.pt"));
+  TorchScriptFeatureExtractor extractor(dir.file("net.pt"));
   EXPECT_EQ(extractor.input_channels(), 1);
   EXPECT_EQ(extractor.dims(), 16);
   auto images = torch::empty({6, 1, 16, 16}, torch::kUInt8);
@@ -380,8 +368,8 @@ TEST(FeatureNet, RejectsAnUnlabelledOrMismatchedDataset) {
 
 TEST(FidStatistics, DatasetAndImageFolderMatchDirectEncoding) {
   TempDir dir;
-  scripted_module(true).save(dir / "f.pt");
-  TorchScriptFeatureExtractor extractor(dir / "f.pt");
+  scripted_module(true).save(dir.file("f.pt"));
+  TorchScriptFeatureExtractor extractor(dir.file("f.pt"));
   TwoClassDataset data(11, 8, 5);
   FeatureEncodingOptions eo;
   eo.batch_size = 4;
@@ -403,18 +391,18 @@ TEST(FidStatistics, DatasetAndImageFolderMatchDirectEncoding) {
     img.width = img.height = i < 2 ? 12 : 8;
     img.pixels.assign(size_t(img.width * img.height), uint8_t(10 * i));
     if (i >= 2) std::memcpy(img.pixels.data(), all[i].data_ptr<uint8_t>(), 64);
-    write_file(dir / ((i % 3 ? "imgs/" : "imgs/sub/") + std::string("img") + char('a' + i) + ".png"), encode_png(img));
+    write_file(dir.file((i % 3 ? "imgs/" : "imgs/sub/") + std::string("img") + char('a' + i) + ".png"), encode_png(img));
     const auto t = torch::from_blob(img.pixels.data(), {1, 1, img.height, img.width}, torch::kUInt8);
     direct_files.add(expected_features(t.expand({-1, 3, -1, -1})));
   }
-  std::ofstream(dir / "imgs/notes.txt") << "not an image";
-  const auto files = list_image_files(dir / "imgs");
+  std::ofstream(dir.file("imgs/notes.txt")) << "not an image";
+  const auto files = list_image_files(dir.file("imgs"));
   ASSERT_EQ(files.size(), 11u);
   const auto from_files = image_files_feature_stats(extractor, files, nullptr, 0, 1, eo);
   EXPECT_EQ(from_files.count(), 11);
   EXPECT_TRUE(torch::allclose(from_files.mu(), direct_files.mu(), 1e-6, 1e-7));
   EXPECT_TRUE(torch::allclose(from_files.sigma(), direct_files.sigma(), 1e-6, 1e-7));
-  EXPECT_THROW(list_image_files(dir / "nowhere"), std::runtime_error);
+  EXPECT_THROW(list_image_files(dir.file("nowhere")), std::runtime_error);
 }
 
 }  // namespace

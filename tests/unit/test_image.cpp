@@ -20,6 +20,7 @@
 
 #include "data/image_codec.h"
 #include "data/transforms.h"
+#include "tests/test_support.h"
 
 namespace {
 
@@ -32,20 +33,6 @@ using vdm::ResizeFilter;
 const std::string kFixtures = std::string(VDM_SOURCE_DIR) + "/tests/fixtures/";
 
 // A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "vdm_test_image_XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
 Image make_image(int w, int h, int c) {
   Image img;
   img.width = w, img.height = h, img.channels = c;

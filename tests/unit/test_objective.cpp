@@ -9,12 +9,12 @@
 #include "objectives/diffusion_terms.h"
 #include "objectives/objective.h"
 #include "tests/unit/test_util.h"
+#include "tests/test_support.h"
 
 namespace vdm {
 namespace {
 
 using testing::RelNear;
-const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
 // A toy network in float64: out = W + a * input + b * c_noise. W is "the network output" a
 // test can perturb entry by entry; a and b make the output depend on z_t and the noise level.

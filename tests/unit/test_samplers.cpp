@@ -14,12 +14,12 @@
 #include "evaluation/sample_noise.h"
 #include "objectives/diffusion_terms.h"
 #include "tests/unit/test_util.h"
+#include "tests/test_support.h"
 
 namespace vdm {
 namespace {
 
 using testing::RelNear;
-const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 const auto kF32 = torch::TensorOptions().dtype(torch::kFloat32);
 
 std::vector<int64_t> range(int64_t lo, int64_t hi, int64_t step = 1) {
