@@ -167,8 +167,15 @@ class Provenance {
   std::map<std::string, std::string> origins_;
 };
 
-// One YAML map being read into a struct. Each get() declares a valid key; finish() rejects
-// the keys nobody asked for, so the list of valid keys lives in one place: the reader.
+// Each config struct lists its keys once, in a visit(V&, Struct&) function below, which both
+// directions run: Section reads and validates a YAML map into the struct, Writer emits the
+// struct as YAML. Their common calls: field (a value), choose (one of fixed names), optional
+// (a value left out of the YAML while it holds its "absent" default), section (a nested
+// struct), nested (a sub-map read by a callback), check (a validation, with the key to blame
+// and the fix; the writer skips it) and has (whether the map gave the key).
+//
+// Section: one YAML map being read into a struct. Each field() declares a valid key; finish()
+// rejects the keys nobody asked for, so the list of valid keys lives in one place.
 class Section {
  public:
   Section(Provenance& prov, const YAML::Node& node, std::string path)
@@ -184,28 +191,28 @@ class Section {
 
   bool has(const std::string& key) const { return find(key) != nullptr; }
 
-  void get(const std::string& key, std::string& out) {
+  void field(const std::string& key, std::string& out) {
     const YAML::Node* v = take(key);
     if (!v || v->IsNull()) return;
     if (!v->IsScalar()) fail(key, "expected a string, got " + describe(*v));
     out = v->Scalar();
   }
-  void get(const std::string& key, int64_t& out) {
+  void field(const std::string& key, int64_t& out) {
     const YAML::Node* v = take(key);
     if (v && !(v->IsScalar() && parse_integer(v->Scalar(), out)))
       fail(key, "expected an integer, got " + describe(*v));
   }
-  void get(const std::string& key, double& out) {
+  void field(const std::string& key, double& out) {
     const YAML::Node* v = take(key);
     if (v && !(v->IsScalar() && parse_number(v->Scalar(), out)))
       fail(key, "expected a number, got " + describe(*v));
   }
-  void get(const std::string& key, bool& out) {
+  void field(const std::string& key, bool& out) {
     const YAML::Node* v = take(key);
     if (v && !YAML::convert<bool>::decode(*v, out))
       fail(key, "expected true or false, got " + describe(*v));
   }
-  void get(const std::string& key, Strings& out) {
+  void field(const std::string& key, Strings& out) {
     const YAML::Node* v = take(key);
     if (!v || v->IsNull()) return;
     if (!v->IsSequence()) fail(key, "expected a list of strings like [a, b], got " + describe(*v));
@@ -217,7 +224,7 @@ class Section {
       out.push_back(item.Scalar());
     }
   }
-  void get(const std::string& key, std::map<std::string, std::string>& out) {
+  void field(const std::string& key, std::map<std::string, std::string>& out) {
     const YAML::Node* v = take(key);
     if (!v || v->IsNull()) return;
     if (!v->IsMap()) fail(key, "expected a map like {NAME: value}, got " + describe(*v));
@@ -232,22 +239,25 @@ class Section {
   }
   // A string restricted to a fixed set of names.
   void choose(const std::string& key, std::string& out, const Strings& choices) {
-    get(key, out);
+    field(key, out);
     if (std::find(choices.begin(), choices.end(), out) == choices.end())
       fail(key, "unknown value '" + out + "'" + did_you_mean(out, choices) +
                     " (choices: " + join(choices) + ")");
   }
-  Section section(const std::string& key) {
-    const YAML::Node* v = take(key);
-    const char* shorthand = shorthand_key(dotted(key));
-    if (!v) return Section(prov_, YAML::Node(), dotted(key));
-    if (shorthand && v->IsScalar())
-      return Section(prov_, expand_shorthand(*v, shorthand), dotted(key));
-    return Section(prov_, *v, dotted(key));
+  void optional(const std::string& key, double& out, double /*absent*/) { field(key, out); }
+  template <class F>
+  void nested(const std::string& key, F&& read_into) {
+    Section sub = open(key);
+    read_into(sub);
+    sub.finish();
+  }
+  template <class T>
+  void section(const std::string& key, T& out) {
+    nested(key, [&](Section& sub) { visit(sub, out); });
   }
 
   // A range or consistency check on a value already read; `fix` says what is allowed.
-  void require(bool ok, const std::string& key, const std::string& fix) const {
+  void check(bool ok, const std::string& key, const std::string& fix) const {
     if (ok) return;
     const Entry* e = find(key);
     const bool show = e && e->value.IsScalar();
@@ -268,6 +278,14 @@ class Section {
     YAML::Node key_node, value;
   };
 
+  Section open(const std::string& key) {
+    const YAML::Node* v = take(key);
+    const char* shorthand = shorthand_key(dotted(key));
+    if (!v) return Section(prov_, YAML::Node(), dotted(key));
+    if (shorthand && v->IsScalar())
+      return Section(prov_, expand_shorthand(*v, shorthand), dotted(key));
+    return Section(prov_, *v, dotted(key));
+  }
   std::string dotted(const std::string& key) const {
     return path_.empty() ? key : path_ + "." + key;
   }
@@ -298,231 +316,234 @@ std::string at_least(int64_t lo) { return "must be >= " + std::to_string(lo); }
 const char* kPositive = "must be > 0";
 const char* kUnitOpen = "must be in [0, 1)";
 
-void read(Section s, DataConfig& d) {
-  s.choose("format", d.format, {"idx", "imagefolder", "packed"});
-  s.get("path", d.path);
-  s.get("resolution", d.resolution);
-  s.require(d.resolution >= 1 && d.resolution <= 1024, "resolution", "must be in 1..1024");
-  s.get("split", d.split);
-  s.require(!d.split.empty(), "split", "must name a split, e.g. train");
-  s.get("eval_split", d.eval_split);
-  s.require(!d.eval_split.empty(), "eval_split", "must name a split, e.g. test");
-  s.get("flip", d.flip);
-  s.get("workers", d.workers);
-  s.require(d.workers >= 0, "workers", at_least(0));
-  s.choose("on_error", d.on_error, {"skip", "fail"});
-  s.finish();
+template <class V>
+void visit(V& v, DataConfig& d) {
+  v.choose("format", d.format, {"idx", "imagefolder", "packed"});
+  v.field("path", d.path);
+  v.field("resolution", d.resolution);
+  v.check(d.resolution >= 1 && d.resolution <= 1024, "resolution", "must be in 1..1024");
+  v.field("split", d.split);
+  v.check(!d.split.empty(), "split", "must name a split, e.g. train");
+  v.field("eval_split", d.eval_split);
+  v.check(!d.eval_split.empty(), "eval_split", "must name a split, e.g. test");
+  v.field("flip", d.flip);
+  v.field("workers", d.workers);
+  v.check(d.workers >= 0, "workers", at_least(0));
+  v.choose("on_error", d.on_error, {"skip", "fail"});
 }
 
-void read(Section s, ModelConfig& m) {
-  s.choose("preset", m.preset, {"tiny", "quickstart", "cifar10_vdm", "imagenet64_adm"});
-  s.get("channels", m.channels);
-  s.require(m.channels >= 0, "channels", "must be >= 0 (0: the preset's width)");
-  if (s.has("dropout")) {
-    s.get("dropout", m.dropout);
-    s.require(m.dropout >= 0 && m.dropout < 1, "dropout", kUnitOpen);
-  }
-  s.get("num_classes", m.num_classes);
-  s.require(m.num_classes >= 0, "num_classes", "must be >= 0 (0: unconditional)");
-  s.finish();
+template <class V>
+void visit(V& v, ModelConfig& m) {
+  v.choose("preset", m.preset, {"tiny", "quickstart", "cifar10_vdm", "imagenet64_adm"});
+  v.field("channels", m.channels);
+  v.check(m.channels >= 0, "channels", "must be >= 0 (0: the preset's width)");
+  v.optional("dropout", m.dropout, -1.0);  // absent: the preset's dropout
+  v.check(!v.has("dropout") || (m.dropout >= 0 && m.dropout < 1), "dropout", kUnitOpen);
+  v.field("num_classes", m.num_classes);
+  v.check(m.num_classes >= 0, "num_classes", "must be >= 0 (0: unconditional)");
 }
 
-void read(Section s, ScheduleOptions& o) {
-  s.choose("name", o.name, {"linear", "cosine", "learned"});
-  s.get("gamma_min", o.gamma_min);
-  s.get("gamma_max", o.gamma_max);
-  if (s.has("gamma_max"))
-    s.require(o.gamma_min < o.gamma_max, "gamma_max",
+template <class V>
+void visit(V& v, ScheduleOptions& o) {
+  v.choose("name", o.name, {"linear", "cosine", "learned"});
+  v.field("gamma_min", o.gamma_min);
+  v.field("gamma_max", o.gamma_max);
+  if (v.has("gamma_max"))
+    v.check(o.gamma_min < o.gamma_max, "gamma_max",
               "must be greater than gamma_min (" + format_number(o.gamma_min) + ")");
   else
-    s.require(o.gamma_min < o.gamma_max, "gamma_min",
+    v.check(o.gamma_min < o.gamma_max, "gamma_min",
               "must be less than gamma_max (" + format_number(o.gamma_max) + ")");
-  s.get("shift", o.shift);
-  s.get("hidden", o.hidden);
-  s.require(o.hidden >= 1, "hidden", at_least(1));
-  s.get("learn_endpoints", o.learn_endpoints);
-  s.get("minimise_variance", o.minimise_variance);
-  s.finish();
+  v.field("shift", o.shift);
+  v.field("hidden", o.hidden);
+  v.check(o.hidden >= 1, "hidden", at_least(1));
+  v.field("learn_endpoints", o.learn_endpoints);
+  v.field("minimise_variance", o.minimise_variance);
 }
 
-void read(Section s, WeightingOptions& w) {
-  s.choose("name", w.name, kWeightings);
-  s.get("bias", w.bias);
-  s.get("k", w.k);
-  s.require(w.k > 0, "k", kPositive);
-  s.get("p2_k", w.p2_k);
-  s.require(w.p2_k > 0, "p2_k", kPositive);
-  s.get("gamma", w.gamma);
-  s.require(w.gamma >= 0, "gamma", "must be >= 0");
-  s.get("p_mean", w.p_mean);
-  s.get("p_std", w.p_std);
-  s.require(w.p_std > 0, "p_std", kPositive);
-  s.get("sigma_data", w.sigma_data);
-  s.require(w.sigma_data > 0, "sigma_data", kPositive);
-  s.finish();
+template <class V>
+void visit(V& v, WeightingOptions& w) {
+  v.choose("name", w.name, kWeightings);
+  v.field("bias", w.bias);
+  v.field("k", w.k);
+  v.check(w.k > 0, "k", kPositive);
+  v.field("p2_k", w.p2_k);
+  v.check(w.p2_k > 0, "p2_k", kPositive);
+  v.field("gamma", w.gamma);
+  v.check(w.gamma >= 0, "gamma", "must be >= 0");
+  v.field("p_mean", w.p_mean);
+  v.field("p_std", w.p_std);
+  v.check(w.p_std > 0, "p_std", kPositive);
+  v.field("sigma_data", w.sigma_data);
+  v.check(w.sigma_data > 0, "sigma_data", kPositive);
 }
 
-void read(Section s, ProposalOptions& p) {
-  s.choose("name", p.name, {"schedule", "edm_lognormal", "adaptive"});
-  s.choose("time_sampling", p.time_sampling, {"iid", "antithetic", "stratified"});
-  s.get("p_mean", p.p_mean);
-  s.get("p_std", p.p_std);
-  s.require(p.p_std > 0, "p_std", kPositive);
-  s.get("bins", p.bins);
-  s.require(p.bins >= 1, "bins", at_least(1));
-  s.get("lambda_min", p.lambda_min);
-  s.get("lambda_max", p.lambda_max);
-  s.require(p.lambda_min < p.lambda_max, s.has("lambda_max") ? "lambda_max" : "lambda_min",
+template <class V>
+void visit(V& v, ProposalOptions& p) {
+  v.choose("name", p.name, {"schedule", "edm_lognormal", "adaptive"});
+  v.choose("time_sampling", p.time_sampling, {"iid", "antithetic", "stratified"});
+  v.field("p_mean", p.p_mean);
+  v.field("p_std", p.p_std);
+  v.check(p.p_std > 0, "p_std", kPositive);
+  v.field("bins", p.bins);
+  v.check(p.bins >= 1, "bins", at_least(1));
+  v.field("lambda_min", p.lambda_min);
+  v.field("lambda_max", p.lambda_max);
+  v.check(p.lambda_min < p.lambda_max, v.has("lambda_max") ? "lambda_max" : "lambda_min",
             "must satisfy lambda_min < lambda_max");
-  s.get("ema", p.ema);
-  s.require(p.ema >= 0 && p.ema < 1, "ema", kUnitOpen);
-  s.get("uniform_mix", p.uniform_mix);
-  s.require(p.uniform_mix >= 0 && p.uniform_mix <= 1, "uniform_mix", "must be in [0, 1]");
-  s.finish();
+  v.field("ema", p.ema);
+  v.check(p.ema >= 0 && p.ema < 1, "ema", kUnitOpen);
+  v.field("uniform_mix", p.uniform_mix);
+  v.check(p.uniform_mix >= 0 && p.uniform_mix <= 1, "uniform_mix", "must be in [0, 1]");
 }
 
-void read(Section s, ObjectiveOptions& o) {
-  s.choose("name", o.name, {"vlb", "eps_mse", "weighted"});
-  s.get("timesteps", o.timesteps);
-  s.require(o.timesteps >= 0, "timesteps", "must be >= 0 (0: continuous time)");
-  read(s.section("weighting"), o.weighting);
-  read(s.section("proposal"), o.proposal);
-  s.choose("parameterisation", o.parameterisation, {"eps", "x", "v", "F"});
-  s.get("vocab_size", o.vocab_size);
-  s.require(o.vocab_size >= 2, "vocab_size", at_least(2));
-  s.finish();
+template <class V>
+void visit(V& v, ObjectiveOptions& o) {
+  v.choose("name", o.name, {"vlb", "eps_mse", "weighted"});
+  v.field("timesteps", o.timesteps);
+  v.check(o.timesteps >= 0, "timesteps", "must be >= 0 (0: continuous time)");
+  v.section("weighting", o.weighting);
+  v.section("proposal", o.proposal);
+  v.choose("parameterisation", o.parameterisation, {"eps", "x", "v", "F"});
+  v.field("vocab_size", o.vocab_size);
+  v.check(o.vocab_size >= 2, "vocab_size", at_least(2));
 }
 
-void read(Section s, TrainConfig& t) {
-  s.get("steps", t.steps);
-  s.require(t.steps >= 1, "steps", at_least(1));
-  s.get("batch_size", t.batch_size);
-  s.require(t.batch_size >= 1, "batch_size", at_least(1));
-  s.get("lr", t.lr);
-  s.require(t.lr > 0, "lr", kPositive);
-  s.get("warmup_steps", t.warmup_steps);
-  s.require(t.warmup_steps >= 0, "warmup_steps", at_least(0));
-  s.choose("lr_schedule", t.lr_schedule, {"constant", "linear", "cosine"});
-  s.get("grad_clip", t.grad_clip);
-  s.require(t.grad_clip >= 0, "grad_clip", "must be >= 0 (0: no clipping)");
-  s.get("ema_decay", t.ema_decay);
-  s.require(t.ema_decay >= 0 && t.ema_decay < 1, "ema_decay", kUnitOpen);
-  s.get("grad_accum", t.grad_accum);
-  s.require(t.grad_accum >= 1, "grad_accum", at_least(1));
-  s.get("threads", t.threads);
-  s.require(t.threads >= 1, "threads", at_least(1));
-  s.choose("device", t.device, {"cpu", "cuda"});
-  s.get("log_every", t.log_every);
-  s.require(t.log_every >= 0, "log_every", "must be >= 0 (0: off)");
-  s.get("weight_decay", t.weight_decay);
-  s.require(t.weight_decay >= 0, "weight_decay", "must be >= 0");
-  s.get("adam_beta1", t.adam_beta1);
-  s.require(t.adam_beta1 >= 0 && t.adam_beta1 < 1, "adam_beta1", kUnitOpen);
-  s.get("adam_beta2", t.adam_beta2);
-  s.require(t.adam_beta2 >= 0 && t.adam_beta2 < 1, "adam_beta2", kUnitOpen);
-  s.get("bf16", t.bf16);
-  s.require(!t.bf16 || t.device == "cuda", "bf16", "bf16 autocast is for train.device=cuda; set train.bf16=false on CPU");
-  s.get("max_nonfinite_steps", t.max_nonfinite_steps);
-  s.require(t.max_nonfinite_steps >= 1, "max_nonfinite_steps", at_least(1));
-  s.finish();
+template <class V>
+void visit(V& v, TrainConfig& t) {
+  v.field("steps", t.steps);
+  v.check(t.steps >= 1, "steps", at_least(1));
+  v.field("batch_size", t.batch_size);
+  v.check(t.batch_size >= 1, "batch_size", at_least(1));
+  v.field("lr", t.lr);
+  v.check(t.lr > 0, "lr", kPositive);
+  v.field("warmup_steps", t.warmup_steps);
+  v.check(t.warmup_steps >= 0, "warmup_steps", at_least(0));
+  v.choose("lr_schedule", t.lr_schedule, {"constant", "linear", "cosine"});
+  v.field("grad_clip", t.grad_clip);
+  v.check(t.grad_clip >= 0, "grad_clip", "must be >= 0 (0: no clipping)");
+  v.field("ema_decay", t.ema_decay);
+  v.check(t.ema_decay >= 0 && t.ema_decay < 1, "ema_decay", kUnitOpen);
+  v.field("grad_accum", t.grad_accum);
+  v.check(t.grad_accum >= 1, "grad_accum", at_least(1));
+  v.field("threads", t.threads);
+  v.check(t.threads >= 1, "threads", at_least(1));
+  v.choose("device", t.device, {"cpu", "cuda"});
+  v.field("log_every", t.log_every);
+  v.check(t.log_every >= 0, "log_every", "must be >= 0 (0: off)");
+  v.field("weight_decay", t.weight_decay);
+  v.check(t.weight_decay >= 0, "weight_decay", "must be >= 0");
+  v.field("adam_beta1", t.adam_beta1);
+  v.check(t.adam_beta1 >= 0 && t.adam_beta1 < 1, "adam_beta1", kUnitOpen);
+  v.field("adam_beta2", t.adam_beta2);
+  v.check(t.adam_beta2 >= 0 && t.adam_beta2 < 1, "adam_beta2", kUnitOpen);
+  v.field("bf16", t.bf16);
+  v.check(!t.bf16 || t.device == "cuda", "bf16", "bf16 autocast is for train.device=cuda; set train.bf16=false on CPU");
+  v.field("max_nonfinite_steps", t.max_nonfinite_steps);
+  v.check(t.max_nonfinite_steps >= 1, "max_nonfinite_steps", at_least(1));
 }
 
-void read(Section s, CheckpointConfig& c) {
-  s.get("every", c.every);
-  s.require(c.every >= 0, "every", "must be >= 0 (0: off)");
-  s.get("keep_last", c.keep_last);
-  s.require(c.keep_last >= 1, "keep_last", at_least(1));
-  s.get("keep_every", c.keep_every);
-  s.require(c.keep_every >= 0, "keep_every", "must be >= 0 (0: off)");
-  s.finish();
+template <class V>
+void visit(V& v, CheckpointConfig& c) {
+  v.field("every", c.every);
+  v.check(c.every >= 0, "every", "must be >= 0 (0: off)");
+  v.field("keep_last", c.keep_last);
+  v.check(c.keep_last >= 1, "keep_last", at_least(1));
+  v.field("keep_every", c.keep_every);
+  v.check(c.keep_every >= 0, "keep_every", "must be >= 0 (0: off)");
 }
 
-void read(Section s, EvalConfig& e) {
-  s.get("every", e.every);
-  s.require(e.every >= 0, "every", "must be >= 0 (0: off)");
-  s.get("num_samples", e.num_samples);
-  s.require(e.num_samples >= 0, "num_samples", "must be >= 0 (0: no sample grid)");
-  s.choose("sampler", e.sampler, {"ancestral", "ddim", "heun"});
-  s.get("steps", e.steps);
-  s.require(e.steps >= 1, "steps", at_least(1));
-  s.get("bpd", e.bpd);
-  Section fid = s.section("fid");
-  fid.get("enabled", e.fid);
-  fid.get("features", e.fid_features);
-  fid.require(!e.fid || !e.fid_features.empty(), fid.has("features") ? "features" : "enabled",
+template <class V>
+void visit(V& v, EvalConfig& e) {
+  v.field("every", e.every);
+  v.check(e.every >= 0, "every", "must be >= 0 (0: off)");
+  v.field("num_samples", e.num_samples);
+  v.check(e.num_samples >= 0, "num_samples", "must be >= 0 (0: no sample grid)");
+  v.choose("sampler", e.sampler, {"ancestral", "ddim", "heun"});
+  v.field("steps", e.steps);
+  v.check(e.steps >= 1, "steps", at_least(1));
+  v.field("bpd", e.bpd);
+  v.nested("fid", [&](auto& fid) {
+    fid.field("enabled", e.fid);
+    fid.field("features", e.fid_features);
+    fid.check(!e.fid || !e.fid_features.empty(), fid.has("features") ? "features" : "enabled",
               "FID needs eval.fid.features (a TorchScript feature file, or builtin to train the "
               "small built-in classifier on the data); set it or set eval.fid.enabled=false");
-  fid.get("num_samples", e.fid_samples);
-  fid.require(e.fid_samples >= 2, "num_samples", at_least(2));
-  fid.get("reference", e.fid_reference);
-  fid.finish();
-  s.get("batch_size", e.batch_size);
-  s.require(e.batch_size >= 1, "batch_size", at_least(1));
-  s.get("bpd_samples", e.bpd_samples);
-  s.require(e.bpd_samples >= 0, "bpd_samples", "must be >= 0 (0: the whole split)");
-  s.finish();
+    fid.field("num_samples", e.fid_samples);
+    fid.check(e.fid_samples >= 2, "num_samples", at_least(2));
+    fid.field("reference", e.fid_reference);
+  });
+  v.field("batch_size", e.batch_size);
+  v.check(e.batch_size >= 1, "batch_size", at_least(1));
+  v.field("bpd_samples", e.bpd_samples);
+  v.check(e.bpd_samples >= 0, "bpd_samples", "must be >= 0 (0: the whole split)");
 }
 
-void read(Section s, DistributedConfig& d) {
-  s.get("bucket_mb", d.bucket_mb);
-  s.require(d.bucket_mb > 0, "bucket_mb", kPositive);
-  s.get("first_bucket_mb", d.first_bucket_mb);
-  s.require(d.first_bucket_mb > 0, "first_bucket_mb", kPositive);
-  s.get("timeout_s", d.timeout_s);
-  s.require(d.timeout_s > 0, "timeout_s", kPositive);
-  s.finish();
+template <class V>
+void visit(V& v, DistributedConfig& d) {
+  v.field("bucket_mb", d.bucket_mb);
+  v.check(d.bucket_mb > 0, "bucket_mb", kPositive);
+  v.field("first_bucket_mb", d.first_bucket_mb);
+  v.check(d.first_bucket_mb > 0, "first_bucket_mb", kPositive);
+  v.field("timeout_s", d.timeout_s);
+  v.check(d.timeout_s > 0, "timeout_s", kPositive);
 }
 
-void read(Section s, SlurmConfig& c) {
-  s.get("nodes", c.nodes);
-  s.require(c.nodes >= 1, "nodes", at_least(1));
-  s.get("tasks_per_node", c.tasks_per_node);
-  s.require(c.tasks_per_node >= 1, "tasks_per_node", at_least(1));
-  s.get("gpus_per_node", c.gpus_per_node);
-  s.require(c.gpus_per_node >= 0, "gpus_per_node", at_least(0));
-  s.get("cpus_per_task", c.cpus_per_task);
-  s.require(c.cpus_per_task >= 1, "cpus_per_task", at_least(1));
-  s.get("time", c.time);
+template <class V>
+void visit(V& v, SlurmConfig& c) {
+  v.field("nodes", c.nodes);
+  v.check(c.nodes >= 1, "nodes", at_least(1));
+  v.field("tasks_per_node", c.tasks_per_node);
+  v.check(c.tasks_per_node >= 1, "tasks_per_node", at_least(1));
+  v.field("gpus_per_node", c.gpus_per_node);
+  v.check(c.gpus_per_node >= 0, "gpus_per_node", at_least(0));
+  v.field("cpus_per_task", c.cpus_per_task);
+  v.check(c.cpus_per_task >= 1, "cpus_per_task", at_least(1));
+  v.field("time", c.time);
   static const std::regex slurm_time(R"((\d+-)?\d+(:\d+){0,2}|UNLIMITED|INFINITE)",
                                      std::regex::icase);
-  s.require(std::regex_match(c.time, slurm_time), "time",
+  v.check(std::regex_match(c.time, slurm_time), "time",
             "must be a Slurm time limit such as 01:00:00, 90 (minutes) or 2-00:00:00");
-  s.get("partition", c.partition);
-  s.get("account", c.account);
-  s.get("qos", c.qos);
-  s.get("signal_lead_s", c.signal_lead_s);
-  s.require(c.signal_lead_s >= 0, "signal_lead_s", at_least(0));
-  s.get("extra", c.extra);
-  s.get("env", c.env);
+  v.field("partition", c.partition);
+  v.field("account", c.account);
+  v.field("qos", c.qos);
+  v.field("signal_lead_s", c.signal_lead_s);
+  v.check(c.signal_lead_s >= 0, "signal_lead_s", at_least(0));
+  v.field("extra", c.extra);
+  v.field("env", c.env);
   static const std::regex env_name("[A-Za-z_][A-Za-z0-9_]*");
   for (const auto& kv : c.env)
-    s.require(std::regex_match(kv.first, env_name), "env",
+    v.check(std::regex_match(kv.first, env_name), "env",
               "'" + kv.first + "' is not a valid environment variable name");
-  s.choose("launcher", c.launcher, {"srun", "mpirun"});
-  s.get("vdm", c.vdm);
-  s.get("template", c.template_path);
-  s.finish();
+  v.choose("launcher", c.launcher, {"srun", "mpirun"});
+  v.field("vdm", c.vdm);
+  v.field("template", c.template_path);
+}
+
+template <class V>
+void visit(V& v, RunConfig& c) {
+  v.field("name", c.name);
+  v.check(!c.name.empty() && c.name.find('/') == std::string::npos, "name",
+          "must be a non-empty name without '/' (it names the run directory)");
+  auto seed = static_cast<int64_t>(c.seed);
+  v.field("seed", seed);
+  v.check(seed >= 0, "seed", at_least(0));
+  c.seed = static_cast<uint64_t>(seed);
+  v.section("data", c.data);
+  v.section("model", c.model);
+  v.section("schedule", c.schedule);
+  v.section("objective", c.objective);
+  v.section("train", c.train);
+  v.section("checkpoint", c.checkpoint);
+  v.section("eval", c.eval);
+  v.section("distributed", c.distributed);
+  v.section("slurm", c.slurm);
 }
 
 RunConfig read_run(const YAML::Node& root, Provenance& prov) {
   RunConfig c;
   Section s(prov, root, "");
-  s.get("name", c.name);
-  s.require(!c.name.empty() && c.name.find('/') == std::string::npos, "name",
-            "must be a non-empty name without '/' (it names the run directory)");
-  int64_t seed = 0;
-  s.get("seed", seed);
-  s.require(seed >= 0, "seed", at_least(0));
-  c.seed = static_cast<uint64_t>(seed);
-  read(s.section("data"), c.data);
-  read(s.section("model"), c.model);
-  read(s.section("schedule"), c.schedule);
-  read(s.section("objective"), c.objective);
-  read(s.section("train"), c.train);
-  read(s.section("checkpoint"), c.checkpoint);
-  read(s.section("eval"), c.eval);
-  read(s.section("distributed"), c.distributed);
-  read(s.section("slurm"), c.slurm);
+  visit(s, c);
   s.finish();
   return c;
 }
@@ -576,27 +597,25 @@ bool needs_quotes(const std::string& s) {
   return s.empty() || std::regex_match(s, special) || parse_number(s, unused);
 }
 
+// Writer: the emitting visitor (see Section). The emitted text reads back to an equal config.
 class Writer {
  public:
   Writer() { out_ << YAML::BeginMap; }
-  void begin(const char* key) { out_ << YAML::Key << key << YAML::Value << YAML::BeginMap; }
-  void end() { out_ << YAML::EndMap; }
-  void put(const char* key, const std::string& v) {
+  void field(const std::string& key, const std::string& v) {
     out_ << YAML::Key << key << YAML::Value;
     str(v);
   }
-  void put(const char* key, int64_t v) { out_ << YAML::Key << key << YAML::Value << v; }
-  void put(const char* key, uint64_t v) { out_ << YAML::Key << key << YAML::Value << v; }
-  void put(const char* key, double v) {
+  void field(const std::string& key, int64_t v) { out_ << YAML::Key << key << YAML::Value << v; }
+  void field(const std::string& key, double v) {
     out_ << YAML::Key << key << YAML::Value << format_number(v);
   }
-  void put(const char* key, bool v) { out_ << YAML::Key << key << YAML::Value << v; }
-  void put(const char* key, const Strings& v) {
+  void field(const std::string& key, bool v) { out_ << YAML::Key << key << YAML::Value << v; }
+  void field(const std::string& key, const Strings& v) {
     out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (const auto& item : v) str(item);
     out_ << YAML::EndSeq;
   }
-  void put(const char* key, const std::map<std::string, std::string>& v) {
+  void field(const std::string& key, const std::map<std::string, std::string>& v) {
     out_ << YAML::Key << key << YAML::Value;
     if (v.empty()) out_ << YAML::Flow;
     out_ << YAML::BeginMap;
@@ -606,6 +625,22 @@ class Writer {
     }
     out_ << YAML::EndMap;
   }
+  void choose(const std::string& key, const std::string& v, const Strings&) { field(key, v); }
+  void optional(const std::string& key, double v, double absent) {
+    if (v != absent) field(key, v);
+  }
+  template <class F>
+  void nested(const std::string& key, F&& write_from) {
+    out_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
+    write_from(*this);
+    out_ << YAML::EndMap;
+  }
+  template <class T>
+  void section(const std::string& key, T& in) {
+    nested(key, [&](Writer& sub) { visit(sub, in); });
+  }
+  void check(bool, const std::string&, const std::string&) const {}
+  bool has(const std::string&) const { return true; }
   std::string text() {
     out_ << YAML::EndMap;
     return std::string(out_.c_str()) + "\n";
@@ -619,122 +654,9 @@ class Writer {
   YAML::Emitter out_;
 };
 
-std::string emit(const RunConfig& c) {
+std::string emit(RunConfig c) {
   Writer w;
-  w.put("name", c.name);
-  w.put("seed", c.seed);
-  w.begin("data");
-  w.put("format", c.data.format);
-  w.put("path", c.data.path);
-  w.put("resolution", c.data.resolution);
-  w.put("split", c.data.split);
-  w.put("eval_split", c.data.eval_split);
-  w.put("flip", c.data.flip);
-  w.put("workers", c.data.workers);
-  w.put("on_error", c.data.on_error);
-  w.end();
-  w.begin("model");
-  w.put("preset", c.model.preset);
-  w.put("channels", c.model.channels);
-  if (c.model.dropout >= 0) w.put("dropout", c.model.dropout);
-  w.put("num_classes", c.model.num_classes);
-  w.end();
-  w.begin("schedule");
-  w.put("name", c.schedule.name);
-  w.put("gamma_min", c.schedule.gamma_min);
-  w.put("gamma_max", c.schedule.gamma_max);
-  w.put("shift", c.schedule.shift);
-  w.put("hidden", c.schedule.hidden);
-  w.put("learn_endpoints", c.schedule.learn_endpoints);
-  w.put("minimise_variance", c.schedule.minimise_variance);
-  w.end();
-  const ObjectiveOptions& o = c.objective;
-  w.begin("objective");
-  w.put("name", o.name);
-  w.put("timesteps", o.timesteps);
-  w.begin("weighting");
-  w.put("name", o.weighting.name);
-  w.put("bias", o.weighting.bias);
-  w.put("k", o.weighting.k);
-  w.put("p2_k", o.weighting.p2_k);
-  w.put("gamma", o.weighting.gamma);
-  w.put("p_mean", o.weighting.p_mean);
-  w.put("p_std", o.weighting.p_std);
-  w.put("sigma_data", o.weighting.sigma_data);
-  w.end();
-  w.begin("proposal");
-  w.put("name", o.proposal.name);
-  w.put("time_sampling", o.proposal.time_sampling);
-  w.put("p_mean", o.proposal.p_mean);
-  w.put("p_std", o.proposal.p_std);
-  w.put("bins", o.proposal.bins);
-  w.put("lambda_min", o.proposal.lambda_min);
-  w.put("lambda_max", o.proposal.lambda_max);
-  w.put("ema", o.proposal.ema);
-  w.put("uniform_mix", o.proposal.uniform_mix);
-  w.end();
-  w.put("parameterisation", o.parameterisation);
-  w.put("vocab_size", o.vocab_size);
-  w.end();
-  w.begin("train");
-  w.put("steps", c.train.steps);
-  w.put("batch_size", c.train.batch_size);
-  w.put("lr", c.train.lr);
-  w.put("warmup_steps", c.train.warmup_steps);
-  w.put("lr_schedule", c.train.lr_schedule);
-  w.put("grad_clip", c.train.grad_clip);
-  w.put("ema_decay", c.train.ema_decay);
-  w.put("grad_accum", c.train.grad_accum);
-  w.put("threads", c.train.threads);
-  w.put("device", c.train.device);
-  w.put("log_every", c.train.log_every);
-  w.put("weight_decay", c.train.weight_decay);
-  w.put("adam_beta1", c.train.adam_beta1);
-  w.put("adam_beta2", c.train.adam_beta2);
-  w.put("bf16", c.train.bf16);
-  w.put("max_nonfinite_steps", c.train.max_nonfinite_steps);
-  w.end();
-  w.begin("checkpoint");
-  w.put("every", c.checkpoint.every);
-  w.put("keep_last", c.checkpoint.keep_last);
-  w.put("keep_every", c.checkpoint.keep_every);
-  w.end();
-  w.begin("eval");
-  w.put("every", c.eval.every);
-  w.put("num_samples", c.eval.num_samples);
-  w.put("sampler", c.eval.sampler);
-  w.put("steps", c.eval.steps);
-  w.put("bpd", c.eval.bpd);
-  w.begin("fid");
-  w.put("enabled", c.eval.fid);
-  w.put("features", c.eval.fid_features);
-  w.put("num_samples", c.eval.fid_samples);
-  w.put("reference", c.eval.fid_reference);
-  w.end();
-  w.put("batch_size", c.eval.batch_size);
-  w.put("bpd_samples", c.eval.bpd_samples);
-  w.end();
-  w.begin("distributed");
-  w.put("bucket_mb", c.distributed.bucket_mb);
-  w.put("first_bucket_mb", c.distributed.first_bucket_mb);
-  w.put("timeout_s", c.distributed.timeout_s);
-  w.end();
-  w.begin("slurm");
-  w.put("nodes", c.slurm.nodes);
-  w.put("tasks_per_node", c.slurm.tasks_per_node);
-  w.put("gpus_per_node", c.slurm.gpus_per_node);
-  w.put("cpus_per_task", c.slurm.cpus_per_task);
-  w.put("time", c.slurm.time);
-  w.put("partition", c.slurm.partition);
-  w.put("account", c.slurm.account);
-  w.put("qos", c.slurm.qos);
-  w.put("signal_lead_s", c.slurm.signal_lead_s);
-  w.put("extra", c.slurm.extra);
-  w.put("env", c.slurm.env);
-  w.put("launcher", c.slurm.launcher);
-  w.put("vdm", c.slurm.vdm);
-  w.put("template", c.slurm.template_path);
-  w.end();
+  visit(w, c);
   return w.text();
 }
 
