@@ -5,20 +5,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include "data/mix64.h"
+
 namespace vdm {
-namespace {
-
-uint64_t mix64(uint64_t z) {  // splitmix64's finaliser
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 uint64_t sample_seed(uint64_t seed, int64_t index) {
   // The constant keeps these streams apart from other purposes seeded from the same seed.
-  return mix64(mix64(seed ^ 0x73616d706c65ULL) + uint64_t(index) * 0x9e3779b97f4a7c15ULL);
+  return mix64(mix64(seed ^ 0x73616d706c65ULL) + uint64_t(index) * kGolden64);
 }
 
 SampleNoise::SampleNoise(const std::vector<int64_t>& indices, uint64_t seed,

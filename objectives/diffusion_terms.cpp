@@ -20,7 +20,7 @@ torch::Tensor reconstruction_nll(const torch::Tensor& x, const torch::Tensor& z_
   auto g = gamma_0.to(torch::kFloat64);
   auto alpha = torch::sqrt(torch::sigmoid(-g));
   auto rescaled = (z_0.to(torch::kFloat64) / alpha).unsqueeze(-1);  // [..., 1]
-  auto grid = (2.0 * (torch::arange(vocab_size, torch::kFloat64) + 0.5) / double(vocab_size)) - 1.0;
+  auto grid = (2.0 * (torch::arange(vocab_size, g.options()) + 0.5) / double(vocab_size)) - 1.0;
   auto inv_var = torch::exp(-g).unsqueeze(-1);
   auto logits = -0.5 * inv_var * torch::square(rescaled - grid);  // [..., V]
   auto k = torch::round((x.to(torch::kFloat64) + 1.0) * double(vocab_size) / 2.0 - 0.5)

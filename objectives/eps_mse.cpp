@@ -22,10 +22,10 @@ class EpsMseImpl : public ObjectiveImpl {
   }
 
   LossOutput forward(const Denoiser& denoiser, const torch::Tensor& x, const torch::Tensor& labels,
-                     at::Generator& gen, const ProposalContext& ctx) override {
-    const int64_t B = x.size(0), D = x[0].numel();
-    auto s = proposal_->sample(B, gen, ctx);
-    auto d = diffuse_and_denoise(denoiser, x, labels, s.schedule.gamma.detach(), gen);
+                     LossRng rng, const ProposalContext& ctx) override {
+    const int64_t D = x[0].numel();
+    auto s = draw_levels(x, rng.levels, ctx);
+    auto d = diffuse_and_denoise(denoiser, x, labels, s.schedule.gamma.detach(), rng.noise);
     LossOutput out;
     out.per_sample = squared_error(d.eps_hat, d.eps);
     out.loss = out.per_sample.mean() / double(D);

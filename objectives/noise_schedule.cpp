@@ -108,7 +108,7 @@ ScheduleValues LearnedScheduleImpl::values(const torch::Tensor& t) {
   torch::AutoGradMode enable_grad(true);
   auto shape = t.sizes().vec();
   auto tt = as_f64(t).detach().reshape({-1, 1}).requires_grad_(true);
-  auto ends = torch::tensor({0.0, 1.0}, torch::kFloat64).reshape({2, 1});
+  auto ends = torch::tensor({0.0, 1.0}, torch::kFloat64).reshape({2, 1}).to(tt.device());
   auto g_ends = net(ends);
   auto g = net(tt);
   auto range = g_ends[1] - g_ends[0];

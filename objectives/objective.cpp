@@ -21,20 +21,35 @@ ObjectiveImpl::Diffused ObjectiveImpl::diffuse_and_denoise(const Denoiser& denoi
                                                            const torch::Tensor& x,
                                                            const torch::Tensor& labels,
                                                            const torch::Tensor& gamma,
-                                                           at::Generator& gen) {
+                                                           at::Generator& noise_gen) {
   std::vector<int64_t> shape(x.dim(), 1);
   shape[0] = x.size(0);
   // alpha and sigma come from gamma directly (sigma^2 = sigmoid(gamma)): 1 - alpha^2 would
   // lose almost every digit at high SNR.
   auto alpha = torch::sqrt(torch::sigmoid(-gamma)).view(shape).to(x.scalar_type());
   auto sigma = torch::sqrt(torch::sigmoid(gamma)).view(shape).to(x.scalar_type());
-  auto eps = at::randn(x.sizes(), gen, x.options());
+  auto eps = draw_normal(x.sizes(), noise_gen, x.options());
   auto z = alpha * x + sigma * eps;
   auto out = denoiser(param_->network_input(z, alpha, sigma), noise_conditioning(gamma, x.scalar_type()), labels);
   if (out.sizes() != x.sizes())
     throw std::runtime_error("objective: the denoiser returned shape " + c10::str(out.sizes()) +
                              " for input " + c10::str(x.sizes()));
   return {eps, param_->to_eps(out, z, alpha, sigma)};
+}
+
+LambdaSample ObjectiveImpl::draw_levels(const torch::Tensor& x, at::Generator& levels_gen,
+                                       const ProposalContext& ctx) {
+  if (levels_gen.device().type() != c10::DeviceType::CPU)
+    throw std::invalid_argument("objective: noise levels need a CPU generator, got one on " +
+                                levels_gen.device().str());
+  ProposalContext on_device = ctx;
+  on_device.device = x.device();
+  return proposal_->sample(x.size(0), levels_gen, on_device);
+}
+
+torch::Tensor draw_normal(at::IntArrayRef sizes, at::Generator& gen, const torch::TensorOptions& options) {
+  if (gen.device() == options.device()) return at::randn(sizes, gen, options);
+  return at::randn(sizes, gen, options.device(gen.device())).to(options.device());
 }
 
 torch::Tensor squared_error(const torch::Tensor& eps_hat, const torch::Tensor& eps) {

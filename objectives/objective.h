@@ -44,13 +44,28 @@ struct LossOutput {
   double bpd_per_nat = 0;    // 1 / (D ln 2); bits/dim of a term = its nats * bpd_per_nat
 };
 
+// The generators a loss draws from. Noise levels come from `levels`, which must be a CPU
+// generator: a few float64 numbers per example, drawn alike whatever the device. Diffusion
+// noise comes from `noise`, drawn on that generator's device and moved to the data's, so a
+// CUDA run draws it on the GPU and a CPU generator still serves data on any device.
+struct LossRng {
+  at::Generator& levels;
+  at::Generator& noise;
+};
+
 class ObjectiveImpl : public torch::nn::Module {
  public:
   ObjectiveImpl(ObjectiveOptions options, NoiseSchedule schedule);
-  // x: data in (-1, 1) [B, C, H, W] (any float dtype; the loss is computed in it).
+  // x: data in (-1, 1) [B, C, H, W] (any float dtype; the loss is computed in it), on any
+  // device; the module (its schedule) must be on the same device.
   virtual LossOutput forward(const Denoiser& denoiser, const torch::Tensor& x,
-                             const torch::Tensor& labels, at::Generator& gen,
+                             const torch::Tensor& labels, LossRng rng,
                              const ProposalContext& ctx = {}) = 0;
+  // One CPU generator for both streams.
+  LossOutput forward(const Denoiser& denoiser, const torch::Tensor& x, const torch::Tensor& labels,
+                     at::Generator& gen, const ProposalContext& ctx = {}) {
+    return forward(denoiser, x, labels, LossRng{gen, gen}, ctx);
+  }
   // The weighting and proposal as inspect reports them: w(lambda) and p(lambda).
   virtual torch::Tensor weighting(const torch::Tensor& lambda) const = 0;
   virtual bool monotone() const = 0;
@@ -67,7 +82,10 @@ class ObjectiveImpl : public torch::nn::Module {
   };
   Diffused diffuse_and_denoise(const Denoiser& denoiser, const torch::Tensor& x,
                                const torch::Tensor& labels, const torch::Tensor& gamma,
-                               at::Generator& gen);
+                               at::Generator& noise_gen);
+  // The proposal's draw for a batch of x, its tensors on x's device.
+  LambdaSample draw_levels(const torch::Tensor& x, at::Generator& levels_gen,
+                           const ProposalContext& ctx);
 
   ObjectiveOptions options_;
   NoiseSchedule schedule_;
@@ -81,6 +99,9 @@ Objective make_objective(const ObjectiveOptions& options, NoiseSchedule schedule
 Objective make_vlb(const ObjectiveOptions& options, NoiseSchedule schedule);
 Objective make_eps_mse(const ObjectiveOptions& options, NoiseSchedule schedule);
 Objective make_weighted_loss(const ObjectiveOptions& options, NoiseSchedule schedule);
+
+// Standard normal noise of the given sizes and options, drawn on gen's device (see LossRng).
+torch::Tensor draw_normal(at::IntArrayRef sizes, at::Generator& gen, const torch::TensorOptions& options);
 
 // ||eps_hat - eps||^2 summed over all but the batch dimension, as float64 [B].
 torch::Tensor squared_error(const torch::Tensor& eps_hat, const torch::Tensor& eps);

@@ -26,8 +26,8 @@ class ScheduleProposal : public Proposal {
     auto t = sample_times(batch, options_.time_sampling, gen, ctx);
     if (timesteps_ > 0) t = discretise_times(t, timesteps_);
     LambdaSample s;
-    s.t = t;
-    s.schedule = schedule_->values(t);
+    s.t = t.to(ctx.device);  // the schedule (learned: its parameters) lives there
+    s.schedule = schedule_->values(s.t);
     s.lambda = -s.schedule.gamma;
     s.dgamma_dt = s.schedule.dgamma_dt;
     s.density = 1.0 / s.dgamma_dt.detach();
@@ -54,9 +54,9 @@ class LogNormalProposal : public Proposal {
  public:
   explicit LogNormalProposal(const ProposalOptions& o)
       : mean_(-2.0 * o.p_mean), std_(2.0 * o.p_std) {}
-  LambdaSample sample(int64_t batch, at::Generator& gen, const ProposalContext&) override {
+  LambdaSample sample(int64_t batch, at::Generator& gen, const ProposalContext& ctx) override {
     LambdaSample s;
-    s.lambda = mean_ + std_ * at::randn({batch}, gen, kF64);
+    s.lambda = (mean_ + std_ * at::randn({batch}, gen, kF64)).to(ctx.device);
     s.density = density(s.lambda);
     return s;
   }
@@ -85,26 +85,23 @@ class AdaptiveProposal : public Proposal {
     update_probs();
   }
 
-  LambdaSample sample(int64_t batch, at::Generator& gen, const ProposalContext&) override {
+  // The histogram stays on the CPU: lambda comes in from, and goes out to, the data's device.
+  LambdaSample sample(int64_t batch, at::Generator& gen, const ProposalContext& ctx) override {
     auto bins = at::multinomial(probs_, batch, /*replacement=*/true, gen);
     auto within = at::rand({batch}, gen, kF64);
     LambdaSample s;
-    s.lambda = o_.lambda_min + (bins.to(torch::kFloat64) + within) * width_;
-    s.density = probs_.index_select(0, bins) / width_;
+    s.lambda = (o_.lambda_min + (bins.to(torch::kFloat64) + within) * width_).to(ctx.device);
+    s.density = (probs_.index_select(0, bins) / width_).to(ctx.device);
     return s;
   }
 
   torch::Tensor density(const torch::Tensor& lambda) override {
-    auto l = lambda.to(torch::kFloat64);
-    auto idx = torch::floor((l - o_.lambda_min) / width_).to(torch::kLong);
-    auto inside = (idx >= 0) & (idx < o_.bins);
-    auto p = probs_.index_select(0, idx.clamp(0, o_.bins - 1).reshape({-1})).reshape(l.sizes()) / width_;
-    return torch::where(inside, p, torch::zeros_like(p));
+    return density_on_cpu(lambda.to(torch::kCPU)).to(lambda.device());
   }
 
   void observe(const torch::Tensor& lambda, const torch::Tensor& integrand) override {
-    auto l = lambda.detach().to(torch::kFloat64).reshape({-1});
-    auto v = integrand.detach().to(torch::kFloat64).abs().reshape({-1});
+    auto l = lambda.detach().to(torch::kCPU, torch::kFloat64).reshape({-1});
+    auto v = integrand.detach().to(torch::kCPU, torch::kFloat64).abs().reshape({-1});
     auto idx = torch::floor((l - o_.lambda_min) / width_).to(torch::kLong).clamp(0, o_.bins - 1);
     pending_[0].index_add_(0, idx, v);
     pending_[1].index_add_(0, idx, torch::ones_like(v));
@@ -113,7 +110,7 @@ class AdaptiveProposal : public Proposal {
   torch::Tensor pending_histogram() const override { return pending_.clone(); }
 
   void commit(const torch::Tensor& reduced) override {
-    auto h = reduced.to(torch::kFloat64);
+    auto h = reduced.to(torch::kCPU, torch::kFloat64);
     auto count = h[1];
     auto hit = count > 0;
     auto batch_mean = h[0] / count.clamp_min(1.0);
@@ -137,6 +134,14 @@ class AdaptiveProposal : public Proposal {
   const torch::Tensor& probabilities() const { return probs_; }
 
  private:
+  torch::Tensor density_on_cpu(const torch::Tensor& lambda) const {
+    auto l = lambda.to(torch::kFloat64);
+    auto idx = torch::floor((l - o_.lambda_min) / width_).to(torch::kLong);
+    auto inside = (idx >= 0) & (idx < o_.bins);
+    auto p = probs_.index_select(0, idx.clamp(0, o_.bins - 1).reshape({-1})).reshape(l.sizes()) / width_;
+    return torch::where(inside, p, torch::zeros_like(p));
+  }
+
   void update_probs() {
     auto uniform = torch::full({o_.bins}, 1.0 / double(o_.bins), kF64);
     // Bins not seen yet get the mean of the seen ones, so they are neither starved nor favoured.

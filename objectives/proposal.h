@@ -32,6 +32,9 @@ struct ProposalContext {
   int64_t rank = 0;
   int64_t world = 1;
   double shared_offset = -1.0;  // in [0, 1); negative: draw the offset from the generator
+  // Where the returned tensors live (the data's device). Draws are always made on the CPU,
+  // from a CPU generator, so they do not depend on the device.
+  torch::Device device = torch::kCPU;
 };
 
 struct LambdaSample {

@@ -26,10 +26,10 @@ class VlbImpl : public ObjectiveImpl {
   }
 
   LossOutput forward(const Denoiser& denoiser, const torch::Tensor& x, const torch::Tensor& labels,
-                     at::Generator& gen, const ProposalContext& ctx) override {
-    const int64_t B = x.size(0), D = x[0].numel();
-    auto s = proposal_->sample(B, gen, ctx);
-    auto d = diffuse_and_denoise(denoiser, x, labels, s.schedule.gamma, gen);
+                     LossRng rng, const ProposalContext& ctx) override {
+    const int64_t D = x[0].numel();
+    auto s = draw_levels(x, rng.levels, ctx);
+    auto d = diffuse_and_denoise(denoiser, x, labels, s.schedule.gamma, rng.noise);
     auto mse = squared_error(d.eps_hat, d.eps);
 
     torch::Tensor diffusion;
@@ -48,7 +48,7 @@ class VlbImpl : public ObjectiveImpl {
     auto prior = prior_kl(x, gamma_1).flatten(1).sum(1);
     auto x64 = x.to(torch::kFloat64);
     auto z_0 = torch::sqrt(torch::sigmoid(-gamma_0)) * x64 +
-               torch::sqrt(torch::sigmoid(gamma_0)) * at::randn(x.sizes(), gen, f64);
+               torch::sqrt(torch::sigmoid(gamma_0)) * draw_normal(x.sizes(), rng.noise, f64);
     auto recon = reconstruction_nll(x, z_0, gamma_0, options_.vocab_size).flatten(1).sum(1);
 
     LossOutput out;

@@ -15,12 +15,12 @@ class WeightedLossImpl : public ObjectiveImpl {
         weighting_(make_weighting(options_.weighting)) {}
 
   LossOutput forward(const Denoiser& denoiser, const torch::Tensor& x, const torch::Tensor& labels,
-                     at::Generator& gen, const ProposalContext& ctx) override {
-    const int64_t B = x.size(0), D = x[0].numel();
-    auto s = proposal_->sample(B, gen, ctx);
+                     LossRng rng, const ProposalContext& ctx) override {
+    const int64_t D = x[0].numel();
+    auto s = draw_levels(x, rng.levels, ctx);
     // The schedule only shapes the proposal here: lambda is data, not a function of training.
     auto lambda = s.lambda.detach();
-    auto d = diffuse_and_denoise(denoiser, x, labels, -lambda, gen);
+    auto d = diffuse_and_denoise(denoiser, x, labels, -lambda, rng.noise);
     auto mse = squared_error(d.eps_hat, d.eps);
     auto w = (*weighting_)(lambda);
     proposal_->observe(lambda, w * mse.detach());

@@ -1,10 +1,14 @@
-// Helpers shared by the test programs: a per-test temporary folder and float64 tensor options.
-// One copy here, so the unity-built test binary sees each name once.
+// Helpers shared by the test programs: a per-test temporary folder, float64 tensor options and
+// relative comparisons for the test vectors. One copy here, so the unity-built test binary
+// sees each name once.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -34,3 +38,15 @@ struct TempDir {
     return file(name);
   }
 };
+
+namespace vdm::testing {
+
+// |got - want| <= rel |want| (and an absolute floor for values printed near zero).
+inline ::testing::AssertionResult RelNear(double got, double want, double rel, double abs = 0.0) {
+  const double tol = std::max(rel * std::abs(want), abs);
+  if (std::abs(got - want) <= tol) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "got " << got << ", want " << want << " (tolerance "
+                                       << tol << ", off by " << std::abs(got - want) << ")";
+}
+
+}  // namespace vdm::testing

@@ -81,46 +81,58 @@ uint64_t derive_seed(uint64_t seed, uint64_t index, const char* purpose) {
 RngStreams::RngStreams(uint64_t seed, int64_t rank, c10::Device device) {
   if (device.is_cuda()) {
     noise = at::globalContext().defaultGenerator(device);
-    std::lock_guard<std::mutex> lock(noise.mutex());
-    noise.set_current_seed(derive_seed(seed, uint64_t(rank), "noise"));
+    {
+      std::lock_guard<std::mutex> lock(noise.mutex());
+      noise.set_current_seed(derive_seed(seed, uint64_t(rank), "noise"));
+    }
+    levels = at::detail::createCPUGenerator(derive_seed(seed, uint64_t(rank), "levels"));
   } else {
     noise = at::detail::createCPUGenerator(derive_seed(seed, uint64_t(rank), "noise"));
+    levels = noise;  // one stream, as before the split: CPU checkpoints stay loadable
   }
   auto dropout = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(dropout.mutex());
   dropout.set_current_seed(derive_seed(seed, uint64_t(rank), "dropout"));
 }
 
+namespace {
+
+// The distinct generators behind the streams, in the order of their saved states.
+std::vector<at::Generator> distinct_generators(const RngStreams& r) {
+  std::vector<at::Generator> out{r.noise, at::detail::getDefaultCPUGenerator()};
+  if (r.levels.defined() && r.levels != r.noise) out.push_back(r.levels);
+  return out;
+}
+
+}  // namespace
+
 torch::Tensor RngStreams::state() const {
-  auto dropout = at::detail::getDefaultCPUGenerator();
-  at::Generator gen = noise;  // a handle to the same generator, without the const
-  torch::Tensor a, b;
-  {
+  std::vector<torch::Tensor> parts;
+  for (auto gen : distinct_generators(*this)) {
     std::lock_guard<std::mutex> lock(gen.mutex());
-    a = gen.get_state();
+    parts.push_back(gen.get_state().reshape({-1}));
   }
-  {
-    std::lock_guard<std::mutex> lock(dropout.mutex());
-    b = dropout.get_state();
-  }
-  return torch::cat({a.reshape({-1}), b.reshape({-1})}).contiguous();
+  return torch::cat(parts).contiguous();
 }
 
 void RngStreams::load(const torch::Tensor& state) {
-  auto dropout = at::detail::getDefaultCPUGenerator();
-  const int64_t na = [&] {
-    std::lock_guard<std::mutex> lock(noise.mutex());
-    return noise.get_state().numel();
-  }();
-  if (state.numel() != na + dropout.get_state().numel())
-    throw std::runtime_error("checkpointed RNG state has " + std::to_string(state.numel()) +
-                             " bytes, this build expects " + std::to_string(na + dropout.get_state().numel()));
-  {
-    std::lock_guard<std::mutex> lock(noise.mutex());
-    noise.set_state(state.narrow(0, 0, na).clone());
+  auto gens = distinct_generators(*this);
+  std::vector<int64_t> sizes;
+  int64_t total = 0;
+  for (auto& gen : gens) {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    sizes.push_back(gen.get_state().numel());
+    total += sizes.back();
   }
-  std::lock_guard<std::mutex> lock(dropout.mutex());
-  dropout.set_state(state.narrow(0, na, state.numel() - na).clone());
+  if (state.numel() != total)
+    throw std::runtime_error("checkpointed RNG state has " + std::to_string(state.numel()) +
+                             " bytes, this build and device expect " + std::to_string(total));
+  int64_t offset = 0;
+  for (size_t i = 0; i < gens.size(); ++i) {
+    std::lock_guard<std::mutex> lock(gens[i].mutex());
+    gens[i].set_state(state.narrow(0, offset, sizes[i]).clone());
+    offset += sizes[i];
+  }
 }
 
 std::map<std::string, std::string> write_train_state(TrainStateRefs refs, const TrainStateInfo& info,

@@ -31,13 +31,16 @@ class EmaImpl;
 // streams of different purposes and ranks never overlap by accident.
 uint64_t derive_seed(uint64_t seed, uint64_t index, const char* purpose);
 
-// The per-rank random streams of training: diffusion noise and timesteps (`noise`), and
-// LibTorch's default generator (dropout), both seeded from (seed, rank).
+// The per-rank random streams of training, seeded from (seed, rank): diffusion noise
+// (`noise`, on the training device), noise levels (`levels`, always a CPU generator; on a CPU
+// run the same generator as `noise`), and LibTorch's default generators (dropout; on CUDA the
+// device's default generator, which is `noise`).
 struct RngStreams {
   RngStreams() = default;
   RngStreams(uint64_t seed, int64_t rank, c10::Device device);
   at::Generator noise;
-  // Both generators' states as one uint8 tensor (equal size on every rank, for all_gather).
+  at::Generator levels;
+  // Every generator's state as one uint8 tensor (equal size on every rank, for all_gather).
   torch::Tensor state() const;
   void load(const torch::Tensor& state);
 };

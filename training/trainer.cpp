@@ -321,7 +321,7 @@ TrainResult Trainer::run() {
       torch::Tensor labels;
       if (o.model.num_classes > 0) labels = batch.labels.to(s.device);
       ProposalContext ctx{s.rank, s.world, shared_uniform(o.seed, step, micro)};
-      LossOutput out = s.objective->forward(s.denoiser, x, labels, s.rng.noise, ctx);
+      LossOutput out = s.objective->forward(s.denoiser, x, labels, {s.rng.levels, s.rng.noise}, ctx);
       if (s.nan_from_step >= 0 && step >= s.nan_from_step) out.loss = out.loss * std::nan("");
       {
         // All but the last micro-batch only accumulate; the last backward reduces the sum.
@@ -350,9 +350,15 @@ TrainResult Trainer::run() {
 
     // Gradients are identical on every rank after the reduction, so every rank takes the same
     // decision here without another collective.
-    double sq = 0;
+    // One device-to-host copy for all parameters, summed in parameter order on the host.
+    std::vector<torch::Tensor> squares;
     for (const auto& p : s.params)
-      if (p.grad().defined()) sq += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
+      if (p.grad().defined()) squares.push_back(p.grad().to(torch::kFloat64).pow(2).sum());
+    double sq = 0;
+    if (!squares.empty()) {
+      const auto host = torch::stack(squares).to(torch::kCPU).contiguous();
+      for (int64_t i = 0; i < host.numel(); ++i) sq += host.data_ptr<double>()[i];
+    }
     const double grad_norm = std::sqrt(sq);
     s.counters.step += 1;
     if (!std::isfinite(grad_norm)) {

@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "objectives/diffusion_terms.h"
-#include "tests/unit/test_util.h"
 #include "tests/test_support.h"
 
 namespace vdm {

@@ -17,7 +17,6 @@
 #include "evaluation/bpd_evaluator.h"
 #include "evaluation/image_grid.h"
 #include "objectives/diffusion_terms.h"
-#include "tests/unit/test_util.h"
 #include "tests/test_support.h"
 
 namespace vdm {

@@ -23,7 +23,6 @@
 #include "evaluation/fid_statistics.h"
 #include "evaluation/frechet_distance.h"
 #include "evaluation/npz.h"
-#include "tests/unit/test_util.h"
 #include "tests/test_support.h"
 
 namespace vdm {

@@ -8,7 +8,6 @@
 
 #include "objectives/diffusion_terms.h"
 #include "objectives/objective.h"
-#include "tests/unit/test_util.h"
 #include "tests/test_support.h"
 
 namespace vdm {
@@ -256,6 +255,48 @@ TEST(Objective, RegistryErrors) {
   auto obj = make_objective(objective("vlb"), s);
   auto g = at::make_generator<at::CPUGeneratorImpl>(3);
   EXPECT_THROW(obj->forward(bad, data(2), {}, g), std::runtime_error);
+}
+
+// On a CUDA device: noise levels come from a CPU generator and the diffusion noise from the one
+// given, so with one CPU generator for both a CUDA loss equals the CPU loss; every gradient
+// lands on the device, and a CUDA noise generator gives a finite loss. Skipped without CUDA.
+TEST(ObjectiveCuda, SameLossAsCpuAndGradientsOnDevice) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const torch::Device cuda(torch::kCUDA, 0);
+  ScheduleOptions cosine;
+  cosine.name = "cosine";
+  const std::vector<std::pair<ObjectiveOptions, ScheduleOptions>> cases = {
+      {objective("vlb"), learned_schedule()},
+      {objective("vlb", 10), learned_schedule()},
+      {objective("eps_mse"), cosine},
+      {objective("weighted", 0, "sigmoid", "adaptive"), cosine},
+      {objective("weighted", 0, "edm", "edm_lognormal", "F"), cosine}};
+  for (const auto& [oo, so] : cases) {
+    SCOPED_TRACE(oo.name + " T=" + std::to_string(oo.timesteps) + " " + oo.proposal.name);
+    auto on_cpu = make_objective(oo, make_schedule(so));
+    auto on_gpu = make_objective(oo, make_schedule(so));
+    on_gpu->to(cuda);
+    const auto x = data(8);
+    Toy cpu_net(x.sizes().vec()), gpu_net(x.sizes().vec());
+    for (auto* t : {&gpu_net.W, &gpu_net.a, &gpu_net.b}) *t = t->detach().to(cuda).requires_grad_(true);
+
+    auto g1 = at::make_generator<at::CPUGeneratorImpl>(5), g2 = at::make_generator<at::CPUGeneratorImpl>(5);
+    const double want = on_cpu->forward(cpu_net.denoiser(), x, {}, g1).loss.item<double>();
+    auto out = on_gpu->forward(gpu_net.denoiser(), x.to(cuda), {}, g2);
+    EXPECT_TRUE(out.loss.device().is_cuda());
+    EXPECT_TRUE(RelNear(out.loss.item<double>(), want, 1e-9));
+    out.loss.backward();
+    EXPECT_TRUE(gpu_net.W.grad().device().is_cuda());
+    for (const auto& p : on_gpu->parameters())
+      if (p.grad().defined()) EXPECT_TRUE(p.grad().device().is_cuda());
+
+    auto levels = at::make_generator<at::CPUGeneratorImpl>(6);
+    auto noise = at::globalContext().defaultGenerator(cuda);
+    auto drawn = on_gpu->forward(gpu_net.denoiser(), x.to(cuda), {}, LossRng{levels, noise});
+    EXPECT_TRUE(std::isfinite(drawn.loss.item<double>()));
+    EXPECT_THROW(on_gpu->forward(gpu_net.denoiser(), x.to(cuda), {}, LossRng{noise, noise}),
+                 std::invalid_argument);
+  }
 }
 
 }  // namespace

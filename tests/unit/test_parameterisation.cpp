@@ -7,7 +7,7 @@
 
 #include "evaluation/karras_sigmas.h"
 #include "objectives/parameterisation.h"
-#include "tests/unit/test_util.h"
+#include "tests/test_support.h"
 
 namespace vdm {
 namespace {

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "objectives/proposal.h"
-#include "tests/unit/test_util.h"
+#include "tests/test_support.h"
 
 namespace vdm {
 namespace {

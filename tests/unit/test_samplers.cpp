@@ -13,7 +13,6 @@
 #include "evaluation/sample_generator.h"
 #include "evaluation/sample_noise.h"
 #include "objectives/diffusion_terms.h"
-#include "tests/unit/test_util.h"
 #include "tests/test_support.h"
 
 namespace vdm {

@@ -4,7 +4,7 @@
 #include <torch/torch.h>
 
 #include "objectives/weighting.h"
-#include "tests/unit/test_util.h"
+#include "tests/test_support.h"
 
 namespace vdm {
 namespace {
