@@ -518,6 +518,8 @@ void visit(V& v, SlurmConfig& c) {
   v.choose("launcher", c.launcher, {"srun", "mpirun"});
   v.field("vdm", c.vdm);
   v.field("template", c.template_path);
+  v.field("max_requeues", c.max_requeues);
+  v.check(c.max_requeues >= 0, "max_requeues", "must be >= 0 (0: never requeue)");
 }
 
 template <class V>

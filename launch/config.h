@@ -96,6 +96,9 @@ struct SlurmConfig {
   std::string launcher = "srun";           // srun | mpirun
   std::string vdm;       // the vdm binary the job runs; "": the one that renders the script
   std::string template_path;  // slurm.template: an sbatch template file; "": the built-in one
+  // Automatic requeues after exit 75 before the job script stops asking (a run that keeps
+  // being stopped must not cycle through the queue forever); 0: never requeue.
+  int64_t max_requeues = 50;
 };
 
 struct RunConfig {

@@ -170,6 +170,7 @@ std::string render_slurm_script(const SlurmScriptOptions& o) {
       {"VDM", shell_quote(o.vdm)},
       {"LAUNCHER", s.launcher == "mpirun" ? "mpirun" : "srun"},
       {"CPUS_PER_TASK", std::to_string(s.cpus_per_task)},
+      {"MAX_REQUEUES", std::to_string(s.max_requeues)},
       {"RUN_DIR", run.str()},
   };
   const std::string name = s.template_path.empty() ? "slurm/job.sbatch.in" : s.template_path;

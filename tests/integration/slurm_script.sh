@@ -111,6 +111,24 @@ wait $job || fail "the script should exit 0 after requeueing: $(cat "$WORK/job2.
 grep -q '"exit_code": 75' "$RUN/attempts.jsonl" || fail "exit code 75 not recorded"
 echo "USR2: forwarded, exit 75, scontrol requeue"
 
+# After slurm.max_requeues requeues the script stops asking and exits 75 itself.
+"$VDM" submit ../nasty.yaml slurm.max_requeues=3 --run-dir "$RUN" --dry-run > "$WORK/limit.sbatch" \
+  2> "$WORK/submit3.log" || fail "dry run with max_requeues: $(cat "$WORK/submit3.log")"
+rm -f "$WORK/scontrol.args" "$WORK/started"
+FAKE_WAIT_USR2=1 PATH="$BIN:$PATH" SLURM_JOB_ID=42 SLURM_RESTART_COUNT=3 bash "$WORK/limit.sbatch" > "$WORK/job3.out" 2>&1 &
+job=$!
+for _ in $(seq 200); do [ -e "$WORK/started" ] && break; sleep 0.05; done
+[ -e "$WORK/started" ] || fail "the fake trainer did not start: $(cat "$WORK/job3.out")"
+kill -USR2 $job
+set +e
+wait $job
+code=$?
+set -e
+[ $code -eq 75 ] || fail "at the requeue limit the script should exit 75, got $code: $(cat "$WORK/job3.out")"
+[ ! -e "$WORK/scontrol.args" ] || fail "requeued past slurm.max_requeues"
+grep -q "slurm.max_requeues=3" "$WORK/job3.out" || fail "no message about the limit: $(cat "$WORK/job3.out")"
+echo "slurm.max_requeues: no requeue at the limit, exit 75"
+
 # What an #SBATCH line cannot hold is refused with the key named; nothing is written.
 set +e
 "$VDM" submit ../nasty.yaml 'slurm.partition="a\nb"' --run-dir "$RUN" --dry-run > /dev/null 2> "$WORK/err1"; c1=$?

@@ -151,6 +151,21 @@ TEST(SlurmScript, ConfigKeysAndOwnTemplate) {
   fs::remove_all(dir);
 }
 
+TEST(SlurmScript, RequeueLimit) {
+  const fs::path dir = temp_dir("requeues");
+  vdm::SlurmScriptOptions o = options(dir);
+  o.slurm = vdm::parse_config("slurm: {max_requeues: 7}\n", "c.yaml").slurm;
+  EXPECT_NE(vdm::render_slurm_script(o).find("\nMAX_REQUEUES=7\n"), std::string::npos);
+  try {
+    vdm::parse_config("slurm:\n  max_requeues: -1\n", "c.yaml");
+    FAIL() << "a negative requeue limit was accepted";
+  } catch (const vdm::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("c.yaml:2: slurm.max_requeues: must be >= 0"), std::string::npos)
+        << e.what();
+  }
+  fs::remove_all(dir);
+}
+
 TEST(Sweep, PointsGridsAndLabels) {
   const fs::path dir = temp_dir("sweep");
   write(dir / "base.yaml", "name: base\n");
