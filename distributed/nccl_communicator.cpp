@@ -1,10 +1,11 @@
 // NcclCommunicator: NCCL collectives on CUDA tensors, run on one dedicated stream per
 // communicator and ordered against the caller's compute stream with CUDA events. The NCCL
-// unique id travels over MPI; failures become std::runtime_error naming the operation.
+// unique id travels over the host communicator (MPI, or a world of one); failures become std::runtime_error naming the operation.
 #include "distributed/nccl_communicator.h"
 
 #include <ATen/ATen.h>
 
+#include <cstring>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -174,13 +175,9 @@ int NcclCommunicator::nccl_version() {
   return version;
 }
 
-NcclCommunicator::NcclCommunicator(MPI_Comm comm, int device_index) : device_(device_index) {
-  int initialised = 0;
-  MPI_Initialized(&initialised);
-  if (!initialised)
-    throw std::runtime_error(where("NcclCommunicator") + "MPI is not initialised");
-  MPI_Comm_rank(comm, &rank_);
-  MPI_Comm_size(comm, &world_);
+NcclCommunicator::NcclCommunicator(Communicator& host, int device_index) : device_(device_index) {
+  rank_ = host.rank();
+  world_ = host.world();
 
   int devices = 0;
   check_cuda(cudaGetDeviceCount(&devices), "NcclCommunicator", "cudaGetDeviceCount");
@@ -192,8 +189,12 @@ NcclCommunicator::NcclCommunicator(MPI_Comm comm, int device_index) : device_(de
 
   IdMessage message;
   if (rank_ == 0) message.status = ncclGetUniqueId(&message.id);
-  if (MPI_Bcast(&message, sizeof(message), MPI_BYTE, 0, comm) != MPI_SUCCESS)
-    throw std::runtime_error(where("NcclCommunicator") + "MPI_Bcast of the NCCL id failed");
+  {
+    auto bytes = torch::empty({int64_t(sizeof(message))}, torch::kUInt8);
+    std::memcpy(bytes.data_ptr<uint8_t>(), &message, sizeof(message));
+    host.broadcast(bytes, 0);
+    std::memcpy(&message, bytes.data_ptr<uint8_t>(), sizeof(message));
+  }
   if (message.status != ncclSuccess)
     throw std::runtime_error(where("NcclCommunicator") + "ncclGetUniqueId failed on rank 0: " +
                              ncclGetErrorString(static_cast<ncclResult_t>(message.status)));

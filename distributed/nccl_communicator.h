@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cuda_runtime_api.h>
-#include <mpi.h>
 #include <nccl.h>
 
 #include <mutex>
@@ -29,10 +28,10 @@ namespace vdm {
 // same on every rank.
 class NcclCommunicator : public Communicator {
  public:
-  // Collective over comm: rank 0 creates the NCCL id, MPI_Bcast hands it to every rank, and
-  // each rank joins on CUDA device device_index. MPI must be initialised; comm is only used
-  // here and may be freed afterwards.
-  NcclCommunicator(MPI_Comm comm, int device_index);
+  // Collective over host (a CPU communicator: MPI, or a world of one): rank 0 creates the NCCL
+  // id, host broadcasts it, and each rank joins on CUDA device device_index. host is only
+  // used here.
+  NcclCommunicator(Communicator& host, int device_index);
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;

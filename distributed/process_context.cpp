@@ -3,7 +3,13 @@
 
 #include <c10/util/Exception.h>
 
+#ifdef VDM_WITH_MPI
 #include <mpi.h>
+
+#include "distributed/mpi_communicator.h"
+#else
+#include "distributed/self_communicator.h"
+#endif
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -27,15 +33,29 @@ void configure_rank_logging(int rank, int world) {
 
 void abort_job(const std::string& message, int code) {
   int initialized = 0, finalized = 0, rank = 0;
+#ifdef VDM_WITH_MPI
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
   if (initialized && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+#endif
   spdlog::default_logger()->flush();
   // Plain stderr rather than the logger: the message must appear whatever this rank's level.
   std::fprintf(stderr, "vdm: rank %d: %s\n", rank, message.c_str());
   std::fflush(stderr);
+#ifdef VDM_WITH_MPI
   if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
+#else
+  (void)initialized, (void)finalized;
+#endif
   std::_Exit(code);
+}
+
+CommunicatorPtr make_host_communicator() {
+#ifdef VDM_WITH_MPI
+  return std::make_shared<MpiCommunicator>(MPI_COMM_WORLD);
+#else
+  return std::make_shared<SelfCommunicator>();
+#endif
 }
 
 int run_or_abort(const std::function<int()>& body) {
@@ -52,6 +72,7 @@ int run_or_abort(const std::function<int()>& body) {
 }
 
 ProcessContext::ProcessContext(int* argc, char*** argv, ProcessContextOptions options) {
+#ifdef VDM_WITH_MPI
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
@@ -67,6 +88,16 @@ ProcessContext::ProcessContext(int* argc, char*** argv, ProcessContextOptions op
   MPI_Comm_rank(local, &local_rank_);
   MPI_Comm_size(local, &local_world_);
   MPI_Comm_free(&local);
+#else
+  (void)argc, (void)argv;
+  // Without MPI every process is a world of one: a launcher that started several would have
+  // each train alone on the whole data.
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
+    if (const char* size = std::getenv(var); size && std::atoi(size) > 1)
+      abort_job(std::string("this vdm was built without MPI (-DVDM_WITH_MPI=OFF) and runs one "
+                            "process, but the launcher started ") + size + " (" + var +
+                    "); rebuild with -DVDM_WITH_MPI=ON to train on several ranks", 2);
+#endif
   configure_rank_logging(rank_, world_);
 
   if (const char* ntasks = std::getenv("SLURM_NTASKS")) {
@@ -93,9 +124,11 @@ ProcessContext::ProcessContext(int* argc, char*** argv, ProcessContextOptions op
 }
 
 ProcessContext::~ProcessContext() {
+#ifdef VDM_WITH_MPI
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalize_ && !finalized) MPI_Finalize();
+#endif
 }
 
 }  // namespace vdm

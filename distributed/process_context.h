@@ -1,4 +1,5 @@
-// The process's place in the job: MPI initialisation, world rank and size, local rank on the
+// The process's place in the job: MPI initialisation (in builds with MPI; without it every
+// process is a world of one), world rank and size, local rank on the
 // node (MPI_Comm_split_type SHARED), the device it computes on, per-rank logging, and the
 // guarantee that an error on any rank ends the whole job (MPI_Abort) instead of hanging it.
 #pragma once
@@ -7,6 +8,8 @@
 #include <string>
 
 #include <c10/core/Device.h>
+
+#include "distributed/communicator.h"
 
 namespace vdm {
 
@@ -35,6 +38,10 @@ class ProcessContext {
   c10::Device device_{c10::kCPU};
   bool finalize_ = false;
 };
+
+// The communicator over all the job's processes for CPU tensors: MPI_COMM_WORLD, or a world of
+// one in a build without MPI. Needs a ProcessContext.
+CommunicatorPtr make_host_communicator();
 
 // Logging for rank r of world w: rank 0 logs INFO and up, the others WARNING and up, every line
 // tagged with the rank; VDM_LOG_ALL_RANKS=1 shows INFO from every rank.

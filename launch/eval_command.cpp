@@ -9,7 +9,6 @@
 
 #include <filesystem>
 
-#include "distributed/mpi_communicator.h"
 #include "distributed/process_context.h"
 #include "launch/commands.h"
 #include "launch/config.h"
@@ -57,11 +56,11 @@ int run_eval(const EvalArgs& a) {
     if (eo.fid && eo.fid_features.empty())
       throw ConfigError("vdm eval --fid: the run's config has no eval.fid.features; give --features PATH "
                         "(a TorchScript feature net) or --features builtin");
-    MpiCommunicator comm;
+    const auto comm = make_host_communicator();
     if (context.is_root())
       spdlog::info("evaluating {} (step {}, {} weights) on {} rank(s)", tm.checkpoint, tm.step,
                    tm.ema ? "EMA" : "raw", context.world());
-    auto record = evaluate_model(eo, {context.rank(), context.world(), c10::Device(c10::kCPU), &comm, nullptr},
+    auto record = evaluate_model(eo, {context.rank(), context.world(), c10::Device(c10::kCPU), comm.get(), nullptr},
                                  tm.model, *tm.objective, tm.step);
     record["weights"] = tm.ema ? "ema" : "raw";
     record["source"] = "vdm eval";

@@ -14,7 +14,6 @@
 #include <optional>
 
 #include "data/dataset.h"
-#include "distributed/mpi_communicator.h"
 #include "distributed/process_context.h"
 #include "evaluation/feature_extractor.h"
 #include "evaluation/feature_net.h"
@@ -89,8 +88,8 @@ int with_ranks(const EncodeArgs& e, TorchScriptFeatureExtractor& extractor, Body
   configure_rank_logging(context.rank(), context.world());
   return run_or_abort([&] {
     extractor.to(context.device());
-    MpiCommunicator comm;
-    body(context.rank(), context.world(), context.world() > 1 ? &comm : nullptr);
+    const auto comm = make_host_communicator();
+    body(context.rank(), context.world(), context.world() > 1 ? comm.get() : nullptr);
     return 0;
   });
 }

@@ -15,7 +15,6 @@
 
 #include "data/atomic_file.h"
 #include "data/image_codec.h"
-#include "distributed/mpi_communicator.h"
 #include "distributed/process_context.h"
 #include "evaluation/image_grid.h"
 #include "evaluation/sample_generator.h"
@@ -174,8 +173,7 @@ int run_sample(const SampleArgs& a, bool steps_given, bool device_given) {
     const int64_t most = int64_t(indices_of_rank(a.num, a.batch, 0, world).size());
     auto padded = torch::zeros({most, channels, res, res}, torch::kUInt8);
     padded.narrow(0, 0, mine.size(0)).copy_(mine);
-    MpiCommunicator comm;
-    const auto all = world > 1 ? comm.all_gather(padded) : padded.unsqueeze(0);
+    const auto all = world > 1 ? make_host_communicator()->all_gather(padded) : padded.unsqueeze(0);
     if (root) {
       auto images = torch::empty({a.num, channels, res, res}, torch::kUInt8);
       for (int r = 0; r < world; ++r) {

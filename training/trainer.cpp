@@ -17,7 +17,6 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "distributed/mpi_communicator.h"
 #include "distributed/process_context.h"
 #include "distributed/watchdog.h"
 #include "objectives/diffusion_terms.h"
@@ -113,11 +112,11 @@ Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std
                     .eps(o.adam_eps)
                     .weight_decay(o.weight_decay));
 
-  s.cpu_comm = std::make_shared<MpiCommunicator>();
+  s.cpu_comm = make_host_communicator();
   s.grad_comm = s.cpu_comm;
   if (s.device.is_cuda()) {
 #ifdef VDM_WITH_NCCL
-    s.grad_comm = std::make_shared<NcclCommunicator>(MPI_COMM_WORLD, int(s.device.index()));
+    s.grad_comm = std::make_shared<NcclCommunicator>(*s.cpu_comm, int(s.device.index()));
 #else
     throw std::runtime_error("train.device=cuda needs vdm built with NCCL (-DVDM_WITH_NCCL=ON)");
 #endif

@@ -1,11 +1,10 @@
 // NcclCommunicator: the NCCL library is linked and loads (every build with NCCL, GPU or not),
-// and, with one GPU and a CUDA LibTorch, every collective on one rank over MPI_COMM_SELF.
+// and, with one GPU and a CUDA LibTorch, every collective on one rank (the id passed over a world-of-one host communicator).
 // Without VDM_WITH_NCCL this file is empty: there is nothing of NCCL to test.
 #if VDM_WITH_NCCL
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
-#include <mpi.h>
 #include <nccl.h>
 #include <torch/torch.h>
 
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "distributed/nccl_communicator.h"
+#include "distributed/self_communicator.h"
 
 namespace vdm {
 namespace {
@@ -28,23 +28,6 @@ TEST(Nccl, LibraryVersionIsTwoOrNewer) {
   EXPECT_EQ(major_of(version), NCCL_MAJOR) << "ncclGetVersion() = " << version;
 }
 
-// MPI for one process, started lazily (this binary's main is gtest_main) and finalised at exit.
-void ensure_mpi() {
-  int initialised = 0;
-  MPI_Initialized(&initialised);
-  if (initialised) return;
-  int provided = 0;
-  ASSERT_EQ(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided), MPI_SUCCESS);
-  struct Finalizer {
-    ~Finalizer() {
-      int finalised = 0;
-      MPI_Finalized(&finalised);
-      if (!finalised) MPI_Finalize();
-    }
-  };
-  static Finalizer finalizer;
-}
-
 torch::Tensor on_gpu(const torch::Tensor& t) { return t.to(torch::Device(torch::kCUDA, 0)); }
 
 TEST(NcclCuda, OneRankCollectives) {
@@ -57,9 +40,8 @@ TEST(NcclCuda, OneRankCollectives) {
     (void)cudaGetLastError();
     GTEST_SKIP() << "no CUDA device";
   }
-  ensure_mpi();
-  if (HasFatalFailure()) return;
-  NcclCommunicator comm(MPI_COMM_SELF, 0);
+  SelfCommunicator host;
+  NcclCommunicator comm(host, 0);
   ASSERT_EQ(comm.rank(), 0);
   ASSERT_EQ(comm.world(), 1);
   EXPECT_EQ(comm.backend(), "nccl");
