@@ -24,20 +24,26 @@ class DoneWork : public Work {
 
 }  // namespace
 
-void SelfCommunicator::all_reduce(torch::Tensor& tensor, ReduceOp) { require_usable(tensor, "all_reduce"); }
+void SelfCommunicator::all_reduce(torch::Tensor& tensor, ReduceOp) {
+  require_usable(tensor, "all_reduce");
+}
 
 WorkPtr SelfCommunicator::all_reduce_async(torch::Tensor& tensor, ReduceOp) {
   require_usable(tensor, "all_reduce_async");
   return std::make_shared<DoneWork>();
 }
 
-void SelfCommunicator::broadcast(torch::Tensor& tensor, int root) { require_usable(tensor, "broadcast", root); }
+void SelfCommunicator::broadcast(torch::Tensor& tensor, int root) {
+  require_usable(tensor, "broadcast", root);
+}
 
 torch::Tensor SelfCommunicator::all_gather(const torch::Tensor& tensor) {
   require_usable(tensor, "all_gather");
   return tensor.unsqueeze(0).clone();
 }
 
-void SelfCommunicator::reduce(torch::Tensor& tensor, int root, ReduceOp) { require_usable(tensor, "reduce", root); }
+void SelfCommunicator::reduce(torch::Tensor& tensor, int root, ReduceOp) {
+  require_usable(tensor, "reduce", root);
+}
 
 }  // namespace vdm
