@@ -1,6 +1,7 @@
 // NcclCommunicator: NCCL collectives on CUDA tensors, run on one dedicated stream per
 // communicator and ordered against the caller's compute stream with CUDA events. The NCCL
-// unique id travels over the host communicator (MPI, or a world of one); failures become std::runtime_error naming the operation.
+// unique id travels over the host communicator (MPI, or a world of one); failures become
+// std::runtime_error naming the operation.
 #include "distributed/nccl_communicator.h"
 
 #include <ATen/ATen.h>

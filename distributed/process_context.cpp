@@ -5,7 +5,6 @@
 
 #ifdef VDM_WITH_MPI
 #include <mpi.h>
-
 #include "distributed/mpi_communicator.h"
 #else
 #include "distributed/self_communicator.h"
@@ -32,20 +31,21 @@ void configure_rank_logging(int rank, int world) {
 }
 
 void abort_job(const std::string& message, int code) {
-  int initialized = 0, finalized = 0, rank = 0;
+  int rank = 0;
+  [[maybe_unused]] bool mpi_live = false;  // MPI_Abort is only possible between Init and Finalize
 #ifdef VDM_WITH_MPI
+  int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  mpi_live = initialized && !finalized;
+  if (mpi_live) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 #endif
   spdlog::default_logger()->flush();
   // Plain stderr rather than the logger: the message must appear whatever this rank's level.
   std::fprintf(stderr, "vdm: rank %d: %s\n", rank, message.c_str());
   std::fflush(stderr);
 #ifdef VDM_WITH_MPI
-  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
-#else
-  (void)initialized, (void)finalized;
+  if (mpi_live) MPI_Abort(MPI_COMM_WORLD, code);
 #endif
   std::_Exit(code);
 }

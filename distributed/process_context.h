@@ -1,7 +1,7 @@
-// The process's place in the job: MPI initialisation (in builds with MPI; without it every
-// process is a world of one), world rank and size, local rank on the
-// node (MPI_Comm_split_type SHARED), the device it computes on, per-rank logging, and the
-// guarantee that an error on any rank ends the whole job (MPI_Abort) instead of hanging it.
+// The process's place in the job: MPI initialisation (without MPI in the build, every process is
+// a world of one), world rank and size, local rank on the node (MPI_Comm_split_type SHARED), the
+// device it computes on, per-rank logging, and the guarantee that an error on any rank ends the
+// whole job (MPI_Abort) instead of hanging it.
 #pragma once
 
 #include <functional>

@@ -63,13 +63,13 @@ std::function<void(int64_t, int64_t)> progress_printer(bool root) {
   const bool tty = ::isatty(STDERR_FILENO);
   return [=](int64_t done, int64_t total) {
     const auto now = SteadyClock::now();
-    const double elapsed = std::chrono::duration<double>(now - start).count();
+    const double elapsed = seconds_between(start, now);
     const double eta = elapsed / double(done) * double(total - done);
     if (tty) {
       std::fprintf(stderr, "\rsampling: %lld/%lld network evaluations  ETA %s   ", static_cast<long long>(done),
                    static_cast<long long>(total), clock_text(eta).c_str());
       if (done == total) std::fprintf(stderr, "\n");
-    } else if (std::chrono::duration<double>(now - *last).count() >= 30.0 && done < total) {
+    } else if (seconds_between(*last, now) >= 30.0 && done < total) {
       *last = now;
       spdlog::info("sampling: {}/{} network evaluations on rank 0 ({:.0f}%), ETA {}", done, total,
                    100.0 * double(done) / double(total), clock_text(eta));
@@ -180,7 +180,7 @@ int run_sample(const SampleArgs& a, bool steps_given, bool device_given) {
         const auto idx = indices_of_rank(a.num, a.batch, r, world);
         for (size_t k = 0; k < idx.size(); ++k) images[idx[k]].copy_(all[r][int64_t(k)]);
       }
-      spdlog::info("sampled {} images in {:.1f} s", a.num, std::chrono::duration<double>(SteadyClock::now() - t0).count());
+      spdlog::info("sampled {} images in {:.1f} s", a.num, seconds_between(t0, SteadyClock::now()));
       write_outputs(a, images);
     }
     return 0;

@@ -9,24 +9,16 @@
 #include <sstream>
 #include <string>
 
-#include <unistd.h>
-
 #include "launch/config.h"
 #include "launch/slurm_script.h"
 #include "launch/sweep.h"
+#include "tests/test_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
 const std::string kNasty = "it's \"q\" $(touch pwned) `touch pwned2` ${HOME} \\ \n; touch pwned3";
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("vdm_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 std::string run(const std::string& command) {
   std::string out;
@@ -51,12 +43,12 @@ vdm::SlurmScriptOptions options(const fs::path& dir) {
 }
 
 TEST(SlurmScript, ShellQuoteIsLiteralToBash) {
-  const fs::path dir = temp_dir("quote");
+  const TempDir tmp;
+  const fs::path& dir = tmp.path;
   write(dir / "echo.sh", "cd " + vdm::shell_quote(dir.string()) + " && printf '%s' " + vdm::shell_quote(kNasty) + "\n");
   EXPECT_EQ(run("bash " + (dir / "echo.sh").string()), kNasty);
   EXPECT_FALSE(fs::exists(dir / "pwned") || fs::exists(dir / "pwned2") || fs::exists(dir / "pwned3"));
   EXPECT_EQ(vdm::shell_quote(""), "''");
-  fs::remove_all(dir);
 }
 
 TEST(SlurmScript, SbatchQuoteEscapesAndRefusesControlCharacters) {
@@ -70,7 +62,8 @@ TEST(SlurmScript, SbatchQuoteEscapesAndRefusesControlCharacters) {
 }
 
 TEST(SlurmScript, RendersDirectivesAndValidBash) {
-  const fs::path dir = temp_dir("render");
+  const TempDir tmp;
+  const fs::path& dir = tmp.path;
   vdm::SlurmScriptOptions o = options(dir);
   o.slurm.nodes = 2;
   o.slurm.tasks_per_node = 4;
@@ -101,11 +94,11 @@ TEST(SlurmScript, RendersDirectivesAndValidBash) {
   write(dir / "env.sh", "cd " + vdm::shell_quote(dir.string()) + "\n" + assignments + "printf '%s' \"$MSG\"\n");
   EXPECT_EQ(run("bash " + (dir / "env.sh").string()), kNasty);
   EXPECT_FALSE(fs::exists(dir / "pwned") || fs::exists(dir / "pwned3"));
-  fs::remove_all(dir);
 }
 
 TEST(SlurmScript, JobArrayPicksTheRunDirectoryByIndex) {
-  const fs::path dir = temp_dir("array");
+  const TempDir tmp;
+  const fs::path& dir = tmp.path;
   vdm::SlurmScriptOptions o = options(dir);
   o.array = true;
   o.run_dirs = {"/s/0_a", "/s/1_it's", "/s/2_c"};
@@ -117,21 +110,21 @@ TEST(SlurmScript, JobArrayPicksTheRunDirectoryByIndex) {
   run_dirs = run_dirs.substr(0, run_dirs.find("\n\n"));
   write(dir / "pick.sh", run_dirs + "\nprintf '%s' \"$RUN_DIR\"\n");
   EXPECT_EQ(run("SLURM_ARRAY_TASK_ID=1 bash " + (dir / "pick.sh").string()), "/s/1_it's");
-  fs::remove_all(dir);
 }
 
 TEST(SlurmScript, ExtraMustBeOneSbatchOption) {
-  const fs::path dir = temp_dir("extra");
+  const TempDir tmp;
+  const fs::path& dir = tmp.path;
   vdm::SlurmScriptOptions o = options(dir);
   o.slurm.extra = {"echo hi"};
   EXPECT_THROW(vdm::render_slurm_script(o), vdm::ConfigError);
   o.slurm.extra = {"--comment=a\nrm -rf /"};
   EXPECT_THROW(vdm::render_slurm_script(o), vdm::ConfigError);
-  fs::remove_all(dir);
 }
 
 TEST(SlurmScript, ConfigKeysAndOwnTemplate) {
-  const fs::path dir = temp_dir("template");
+  const TempDir tmp;
+  const fs::path& dir = tmp.path;
   write(dir / "t.sbatch", "#!/bin/bash\n@@SBATCH@@\nmodule load cuda\n@@RUN_DIR@@\nVDM=@@VDM@@\n");
   const vdm::RunConfig c = vdm::parse_config(
       "slurm: {vdm: /opt/vdm, template: '" + (dir / "t.sbatch").string() + "'}\n", "c.yaml");
@@ -148,11 +141,11 @@ TEST(SlurmScript, ConfigKeysAndOwnTemplate) {
   } catch (const vdm::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("unknown field @@NOPE@@"), std::string::npos) << e.what();
   }
-  fs::remove_all(dir);
 }
 
 TEST(SlurmScript, RequeueLimit) {
-  const fs::path dir = temp_dir("requeues");
+  const TempDir tmp;
+  const fs::path& dir = tmp.path;
   vdm::SlurmScriptOptions o = options(dir);
   o.slurm = vdm::parse_config("slurm: {max_requeues: 7}\n", "c.yaml").slurm;
   EXPECT_NE(vdm::render_slurm_script(o).find("\nMAX_REQUEUES=7\n"), std::string::npos);
@@ -163,11 +156,11 @@ TEST(SlurmScript, RequeueLimit) {
     EXPECT_NE(std::string(e.what()).find("c.yaml:2: slurm.max_requeues: must be >= 0"), std::string::npos)
         << e.what();
   }
-  fs::remove_all(dir);
 }
 
 TEST(Sweep, PointsGridsAndLabels) {
-  const fs::path dir = temp_dir("sweep");
+  const TempDir tmp;
+  const fs::path& dir = tmp.path;
   write(dir / "base.yaml", "name: base\n");
   write(dir / "s.yaml", R"(
 base: base.yaml
@@ -196,11 +189,11 @@ grid: {seed: [0, 1]}
   EXPECT_EQ(s.points[2].overrides,
             (std::vector<std::string>{"objective.weighting.name=sigmoid", "objective.weighting.bias=0", "seed=0"}));
   EXPECT_EQ(vdm::point_dir_name(s, 4), "4_eps_mse_seed=0");
-  fs::remove_all(dir);
 }
 
 TEST(Sweep, ErrorsNameTheLineAndKey) {
-  const fs::path dir = temp_dir("sweep_errors");
+  const TempDir tmp;
+  const fs::path& dir = tmp.path;
   write(dir / "base.yaml", "name: base\n");
   write(dir / "bad.yaml", "base: base.yaml\npoints:\n  - {label: a, overides: [x=1]}\n");
   try {
@@ -211,7 +204,6 @@ TEST(Sweep, ErrorsNameTheLineAndKey) {
   }
   write(dir / "nobase.yaml", "base: missing.yaml\n");
   EXPECT_THROW(vdm::load_sweep((dir / "nobase.yaml").string()), vdm::ConfigError);
-  fs::remove_all(dir);
 }
 
 }  // namespace
