@@ -1,15 +1,19 @@
 // Forward+backward throughput (img/s) of every model preset through the real training path
-// (eps-MSE objective, autograd), with torch's intra-op threads taken from a config's
+// (eps-MSE objective, autograd), in fp32, channels-last and bf16 autocast (the trainer's
+// train.channels_last and train.bf16), with torch's intra-op threads taken from a config's
 // train.threads. Usage: model_throughput [--config=FILE] [--benchmark_* flags].
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
 #include <cstring>
 #include <iostream>
+#include <string>
+#include <utility>
 
 #include "launch/config.h"
 #include "models/model_presets.h"
 #include "objectives/objective.h"
+#include "training/autocast.h"
 
 namespace {
 
@@ -18,7 +22,9 @@ struct Case {
   int64_t channels, resolution, classes, batch, iterations;
 };
 
-void run(benchmark::State& state, Case c) {
+enum class Mode { Fp32, ChannelsLast, Bf16 };
+
+void run(benchmark::State& state, Case c, Mode mode) {
   torch::manual_seed(0);
   vdm::ModelOptions mo;
   mo.preset = c.preset;
@@ -31,8 +37,15 @@ void run(benchmark::State& state, Case c) {
   auto objective = vdm::make_objective(oo, vdm::make_schedule(vdm::ScheduleOptions{}));
   auto x = torch::rand({c.batch, c.channels, c.resolution, c.resolution}) * 2 - 1;
   auto labels = c.classes ? torch::randint(0, c.classes, {c.batch}, torch::kLong) : torch::Tensor();
+  const bool nhwc = mode == Mode::ChannelsLast, bf16 = mode == Mode::Bf16;
+  if (nhwc) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : net->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
   vdm::Denoiser denoiser = [&](const torch::Tensor& in, const torch::Tensor& cn, const torch::Tensor& l) {
-    return net->forward(in, cn, l);
+    vdm::AutocastScope autocast(c10::kCPU, bf16);
+    return net->forward(nhwc ? in.contiguous(torch::MemoryFormat::ChannelsLast) : in, cn, l);
   };
   auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
   for (auto _ : state) {
@@ -60,7 +73,12 @@ int main(int argc, char** argv) {
   }
   for (const Case& c : {Case{"tiny", 1, 16, 0, 64, 20}, Case{"quickstart", 1, 28, 10, 64, 5},
                         Case{"cifar10_vdm", 3, 32, 0, 4, 2}, Case{"imagenet64_adm", 3, 64, 1000, 1, 1}})
-    benchmark::RegisterBenchmark(c.preset, run, c)->Iterations(c.iterations)->Unit(benchmark::kMillisecond)->UseRealTime();
+    for (auto [mode, suffix] : {std::pair{Mode::Fp32, ""}, std::pair{Mode::ChannelsLast, "/channels_last"},
+                                std::pair{Mode::Bf16, "/bf16"}})
+      benchmark::RegisterBenchmark((std::string(c.preset) + suffix).c_str(), run, c, mode)
+          ->Iterations(c.iterations)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   return 0;

@@ -37,6 +37,10 @@ class Communicator {
   // In place; only root's tensor holds the result afterwards.
   virtual void reduce(torch::Tensor& tensor, int root = 0, ReduceOp op = ReduceOp::Sum) = 0;
   virtual void barrier() = 0;
+  // Blocks the host until every collective started so far has finished, so that a failure
+  // surfaces here, as an exception naming its cause, rather than as a hang in whatever next
+  // waits for the device. MPI's collectives complete on the host already: nothing to do.
+  virtual void synchronize() {}
 };
 using CommunicatorPtr = std::shared_ptr<Communicator>;
 

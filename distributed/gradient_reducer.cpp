@@ -466,6 +466,15 @@ void GradientReducer::finish() {
   reset_step();
 }
 
+void GradientReducer::zero_grad() {
+  torch::NoGradGuard no_grad;
+  for (auto& b : buckets_) b.buffer.zero_();
+  for (auto& p : params_) {
+    torch::Tensor& grad = p.tensor.mutable_grad();
+    if (grad.defined() && !same_memory(grad, p.view)) grad.zero_();
+  }
+}
+
 void GradientReducer::fail_unused(const torch::Tensor& used_by) {
   const int world = comm_->world();
   auto a = used_by.accessor<int32_t, 1>();

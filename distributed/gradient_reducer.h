@@ -55,6 +55,14 @@ class GradientReducer {
   // parameter. Does nothing inside no_sync().
   void finish();
 
+  // Zeroes every reduced parameter's gradient in place, keeping it a view into its bucket; a
+  // .grad that is undefined stays so. Use it instead of Optimizer::zero_grad(), which zeroes in
+  // place on LibTorch 1.13 but sets gradients to none from 2.0 on: then every step would copy
+  // each gradient into its bucket, and with find_unused a parameter unused in a step would get
+  // no gradient (AdamW skips it) instead of a zero one (AdamW still applies its momentum), so a
+  // cluster on 2.x would train differently from CI on 1.13.
+  void zero_grad();
+
   // While the guard lives, backward passes only accumulate into .grad locally; the next
   // backward outside it (then finish()) averages the accumulated sum.
   class NoSyncGuard {

@@ -6,10 +6,12 @@
 
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef VDM_TORCH_HAS_CUDA
@@ -67,8 +69,19 @@ void check_nccl(ncclResult_t status, const char* op, const char* call, ncclComm_
   throw std::runtime_error(message);
 }
 
-// Selects a device for the lifetime of a call and restores the caller's afterwards, since NCCL
-// and the CUDA runtime act on the current device.
+// Selects a device for the lifetime of a call and restores the caller's afterwards (the rank's
+// own device, which ProcessContext made current), since NCCL and the CUDA runtime act on the
+// current device.
+#ifdef VDM_TORCH_HAS_CUDA
+class DeviceGuard {
+ public:
+  DeviceGuard(int device, const char* /*op*/) : guard_(static_cast<c10::DeviceIndex>(device)) {}
+
+ private:
+  c10::cuda::CUDAGuard guard_;
+};
+#else
+// A CPU LibTorch has no c10::cuda; the runtime's calls do the same.
 class DeviceGuard {
  public:
   DeviceGuard(int device, const char* op) : device_(device) {
@@ -85,6 +98,7 @@ class DeviceGuard {
   int device_;
   int previous_ = 0;
 };
+#endif
 
 cudaStream_t current_compute_stream(int device) {
 #ifdef VDM_TORCH_HAS_CUDA
@@ -317,6 +331,7 @@ void NcclCommunicator::divide_on_stream(torch::Tensor& tensor) {
 
 void NcclCommunicator::enqueue_all_reduce(const char* op, torch::Tensor& tensor,
                                           ReduceOp reduce_op) {
+  check_alive(op);
   const ncclDataType_t type = check_tensor(op, tensor, /*need_contiguous=*/true);
   wait_for_compute(op);
   if (tensor.numel() == 0) return;  // every rank has the same shape, so every rank skips
@@ -352,6 +367,7 @@ void NcclCommunicator::broadcast(torch::Tensor& tensor, int root) {
   if (root < 0 || root >= world_)
     throw std::runtime_error(where("broadcast") + "root " + std::to_string(root) +
                              " out of range for world size " + std::to_string(world_));
+  check_alive("broadcast");
   DeviceGuard guard(device_, "broadcast");
   const ncclDataType_t type = check_tensor("broadcast", tensor, /*need_contiguous=*/true);
   wait_for_compute("broadcast");
@@ -366,6 +382,7 @@ void NcclCommunicator::broadcast(torch::Tensor& tensor, int root) {
 
 torch::Tensor NcclCommunicator::all_gather(const torch::Tensor& tensor) {
   std::lock_guard<std::mutex> lock(mutex_);
+  check_alive("all_gather");
   DeviceGuard guard(device_, "all_gather");
   const ncclDataType_t type = check_tensor("all_gather", tensor, /*need_contiguous=*/false);
   // Both are made on the compute stream, so step 1 orders the copy (if any) before the gather.
@@ -390,6 +407,7 @@ void NcclCommunicator::reduce(torch::Tensor& tensor, int root, ReduceOp op) {
   if (root < 0 || root >= world_)
     throw std::runtime_error(where("reduce") + "root " + std::to_string(root) +
                              " out of range for world size " + std::to_string(world_));
+  check_alive("reduce");
   DeviceGuard guard(device_, "reduce");
   const ncclDataType_t type = check_tensor("reduce", tensor, /*need_contiguous=*/true);
   wait_for_compute("reduce");
@@ -405,6 +423,7 @@ void NcclCommunicator::reduce(torch::Tensor& tensor, int root, ReduceOp op) {
 
 void NcclCommunicator::barrier() {
   std::lock_guard<std::mutex> lock(mutex_);
+  check_alive("barrier");
   DeviceGuard guard(device_, "barrier");
   wait_for_compute("barrier");
   check_nccl(ncclAllReduce(barrier_buffer_, barrier_buffer_, 1, ncclFloat32, ncclSum, comm_,
@@ -412,7 +431,49 @@ void NcclCommunicator::barrier() {
              "barrier", "ncclAllReduce", comm_);
   // The host returns only once every rank has arrived (and this rank's earlier GPU work,
   // which the NCCL stream waited for in step 1, is done).
-  check_cuda(cudaStreamSynchronize(stream_), "barrier", "cudaStreamSynchronize");
+  host_wait("barrier");
+}
+
+void NcclCommunicator::synchronize() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  check_alive("synchronize");
+  DeviceGuard guard(device_, "synchronize");
+  host_wait("synchronize");
+}
+
+void NcclCommunicator::check_alive(const char* op) const {
+  if (comm_ == nullptr)
+    throw std::runtime_error(where(op) + "the communicator was aborted after an earlier NCCL error");
+}
+
+// cudaStreamSynchronize would block for ever on a collective whose peer is gone, so the host
+// polls instead: the stream's progress, and NCCL's asynchronous error state. The poll interval
+// (100 us) is far below a collective's latency across nodes and costs nothing measurable.
+void NcclCommunicator::host_wait(const char* op) {
+  check_cuda(cudaEventRecord(finish_event_, stream_), op, "cudaEventRecord");
+  while (true) {
+    const cudaError_t status = cudaEventQuery(finish_event_);
+    if (status == cudaSuccess) return;
+    if (status != cudaErrorNotReady) check_cuda(status, op, "cudaEventQuery");
+    (void)cudaGetLastError();  // "not ready" is an answer, not an error to report later
+    ncclResult_t async = ncclSuccess;
+    check_nccl(ncclCommGetAsyncError(comm_, &async), op, "ncclCommGetAsyncError", comm_);
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 14, 0)
+    if (async == ncclInProgress) async = ncclSuccess;  // non-blocking set-up still running
+#endif
+    if (async != ncclSuccess) {
+      std::string message = where(op) + "NCCL reported " + ncclGetErrorString(async);
+#if defined(NCCL_VERSION_CODE) && NCCL_VERSION_CODE >= NCCL_VERSION(2, 13, 0)
+      if (const char* detail = ncclGetLastError(comm_); detail != nullptr && detail[0] != '\0')
+        message += std::string(" (") + detail + ")";
+#endif
+      release(/*abort=*/true);
+      throw std::runtime_error(message + " on rank " + std::to_string(rank_) +
+                               "; a peer rank probably died or the network failed. The NCCL "
+                               "communicator was aborted (NCCL_DEBUG=WARN shows NCCL's own log)");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
 }
 
 }  // namespace vdm

@@ -23,6 +23,12 @@ namespace vdm {
 // With a CPU-only LibTorch (the CI build) this class compiles and links, but no collective can
 // run: such a LibTorch cannot create CUDA tensors, and every call rejects non-CUDA tensors.
 //
+// NCCL reports a failed collective (a peer that died, a broken link) asynchronously: the kernel
+// never finishes. barrier() and synchronize() therefore wait by polling the stream and
+// ncclCommGetAsyncError; on an error they abort the communicator (ncclCommAbort, which also
+// frees the stuck kernels) and throw a std::runtime_error naming the NCCL error. Every call after
+// that throws.
+//
 // Calls are serialised by an internal mutex, so the autograd thread (gradient hooks) and the
 // training thread may both use one communicator; the order of collectives must still be the
 // same on every rank.
@@ -47,6 +53,9 @@ class NcclCommunicator : public Communicator {
   torch::Tensor all_gather(const torch::Tensor& tensor) override;
   void reduce(torch::Tensor& tensor, int root = 0, ReduceOp op = ReduceOp::Sum) override;
   void barrier() override;
+  // Waits on the host for the NCCL stream, polling ncclCommGetAsyncError: a peer that died or a
+  // network failure aborts the communicator and throws, instead of hanging until the watchdog.
+  void synchronize() override;
 
   int device_index() const { return device_; }
   // The dedicated stream every collective runs on (for profiling, or a watchdog's query).
@@ -70,6 +79,10 @@ class NcclCommunicator : public Communicator {
   void divide_on_stream(torch::Tensor& tensor);
   // abort: ncclCommAbort instead of waiting for queued work and ncclCommDestroy.
   void release(bool abort) noexcept;
+  // Throws once the communicator has been aborted after an asynchronous error.
+  void check_alive(const char* op) const;
+  // The host waits for everything queued on the NCCL stream, polling for asynchronous errors.
+  void host_wait(const char* op);
 
   int rank_ = 0, world_ = 1, device_ = 0;
   bool native_avg_ = false;  // ncclAvg available (NCCL >= 2.10 at build and run time)

@@ -9,13 +9,22 @@
 #else
 #include "distributed/self_communicator.h"
 #endif
+#ifdef VDM_TORCH_HAS_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
+#include <vector>
+
+#include "distributed/device_assignment.h"
 
 namespace vdm {
 
@@ -87,7 +96,6 @@ ProcessContext::ProcessContext(int* argc, char*** argv, ProcessContextOptions op
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
   MPI_Comm_rank(local, &local_rank_);
   MPI_Comm_size(local, &local_world_);
-  MPI_Comm_free(&local);
 #else
   (void)argc, (void)argv;
   // Without MPI every process is a world of one: a launcher that started several would have
@@ -112,15 +120,54 @@ ProcessContext::ProcessContext(int* argc, char*** argv, ProcessContextOptions op
   }
 
   if (options.device == "cuda") {
-    if (!torch::cuda::is_available())
-      abort_job("train.device=cuda, but this LibTorch build or machine has no CUDA device", 2);
-    const int count = int(torch::cuda::device_count());
-    device_ = c10::Device(c10::kCUDA, c10::DeviceIndex(local_rank_ % count));
-    if (local_world_ > count)
-      spdlog::warn("{} ranks on this node share {} GPUs", local_world_, count);
+    select_cuda_device();
+#ifdef VDM_WITH_MPI
+    check_one_gpu_per_rank(&local);
+#endif
   } else if (options.device != "cpu") {
     abort_job("unknown device '" + options.device + "' (choose cpu or cuda)", 2);
   }
+#ifdef VDM_WITH_MPI
+  MPI_Comm_free(&local);
+#endif
+}
+
+// The rank's GPU becomes the current device before anything else touches CUDA: LibTorch, NCCL
+// and the CUDA runtime act on the current device, which would otherwise be device 0 on every
+// rank (one context per rank on GPU 0, refused outright in exclusive-process mode).
+void ProcessContext::select_cuda_device() {
+  if (!torch::cuda::is_available())
+    abort_job("train.device=cuda, but this LibTorch build or machine has no CUDA device", 2);
+  try {
+    device_ = c10::Device(c10::kCUDA, c10::DeviceIndex(cuda_device_for(local_rank_, int(torch::cuda::device_count()))));
+  } catch (const std::exception& e) {
+    abort_job(e.what(), 2);
+  }
+#ifdef VDM_TORCH_HAS_CUDA
+  c10::cuda::set_device(device_.index());
+#endif
+}
+
+// Ranks of a node compare the PCI bus ids of their GPUs, so that two ranks on one GPU are
+// refused by name whether they see all of the node's GPUs or one each (Slurm's binding).
+void ProcessContext::check_one_gpu_per_rank(void* local_comm) {
+#if defined(VDM_WITH_MPI) && defined(VDM_TORCH_HAS_CUDA)
+  constexpr int kIdBytes = 32;
+  char id[kIdBytes] = {};
+  const cudaDeviceProp* prop = at::cuda::getDeviceProperties(device_.index());
+  std::snprintf(id, sizeof id, "%04x:%02x:%02x", unsigned(prop->pciDomainID), unsigned(prop->pciBusID),
+                unsigned(prop->pciDeviceID));
+  std::vector<char> all(size_t(kIdBytes) * size_t(local_world_));
+  MPI_Allgather(id, kIdBytes, MPI_CHAR, all.data(), kIdBytes, MPI_CHAR, *static_cast<MPI_Comm*>(local_comm));
+  std::vector<std::string> ids;
+  for (int r = 0; r < local_world_; ++r) ids.emplace_back(all.data() + size_t(r) * kIdBytes);
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const std::string problem = shared_gpu_problem(ids, host, int(torch::cuda::device_count()));
+  if (!problem.empty()) abort_job(problem, 2);
+#else
+  (void)local_comm;
+#endif
 }
 
 ProcessContext::~ProcessContext() {

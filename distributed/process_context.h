@@ -34,6 +34,8 @@ class ProcessContext {
   bool is_root() const { return rank_ == 0; }
 
  private:
+  void select_cuda_device();
+  void check_one_gpu_per_rank(void* local_comm);  // MPI_Comm* of the node's ranks
   int rank_ = 0, world_ = 1, local_rank_ = 0, local_world_ = 1;
   c10::Device device_{c10::kCPU};
   bool finalize_ = false;

@@ -25,17 +25,21 @@ EpsFn make_eps_fn(const Denoiser& denoiser, const Parameterisation& param, torch
       throw std::invalid_argument("sampler: labels must be [" + std::to_string(B) + "]");
     std::vector<int64_t> bshape(z.dim(), 1);
     bshape[0] = n;
+    const double a = std::sqrt(1.0 / (1.0 + std::exp(gamma))), s = std::sqrt(1.0 / (1.0 + std::exp(-gamma)));
     const auto net_options = z.options().dtype(net_dtype);
-    auto alpha = torch::full(bshape, std::sqrt(1.0 / (1.0 + std::exp(gamma))), net_options);
-    auto sigma = torch::full(bshape, std::sqrt(1.0 / (1.0 + std::exp(-gamma))), net_options);
     auto zn = z.to(net_dtype);
     if (guided) zn = torch::cat({zn, zn});
     auto c_noise = noise_conditioning(torch::full({n}, gamma, z.options().dtype(torch::kFloat64)), net_dtype);
-    auto out = denoiser(param.network_input(zn, alpha, sigma), c_noise, y);
+    auto out = denoiser(param.network_input(zn, torch::full(bshape, a, net_options), torch::full(bshape, s, net_options)),
+                        c_noise, y);
     if (out.sizes() != zn.sizes())
       throw std::runtime_error("sampler: the denoiser returned shape " + c10::str(out.sizes()) +
                                " for input " + c10::str(zn.sizes()));
-    auto eps = param.to_eps(out, zn, alpha, sigma).to(z.scalar_type());
+    // eps_hat in the latent's dtype: the x/v/F conversions divide by alpha or sigma, which would
+    // amplify the rounding of a lower-precision network output.
+    const auto z_options = z.options();
+    auto eps = param.to_eps(out.to(z.scalar_type()), guided ? torch::cat({z, z}) : z, torch::full(bshape, a, z_options),
+                            torch::full(bshape, s, z_options));
     if (!guided) return eps;
     auto cond = eps.narrow(0, 0, B), uncond = eps.narrow(0, B, B);
     return (1.0 + guidance) * cond - guidance * uncond;

@@ -438,7 +438,7 @@ void visit(V& v, TrainConfig& t) {
   v.field("adam_beta2", t.adam_beta2);
   v.check(t.adam_beta2 >= 0 && t.adam_beta2 < 1, "adam_beta2", kUnitOpen);
   v.field("bf16", t.bf16);
-  v.check(!t.bf16 || t.device == "cuda", "bf16", "bf16 autocast is for train.device=cuda; set train.bf16=false on CPU");
+  v.field("channels_last", t.channels_last);
   v.field("max_nonfinite_steps", t.max_nonfinite_steps);
   v.check(t.max_nonfinite_steps >= 1, "max_nonfinite_steps", at_least(1));
 }

@@ -51,7 +51,8 @@ struct TrainConfig {
   double weight_decay = 0.0;       // AdamW's decoupled decay
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.99;        // VDM's choice; PyTorch's default is 0.999
-  bool bf16 = false;               // autocast on CUDA
+  bool bf16 = false;               // bf16 autocast of the network's forward (CPU or CUDA)
+  bool channels_last = false;      // NHWC weights and activations (GPU convolutions in bf16 want it)
   int64_t max_nonfinite_steps = 10;  // K non-finite steps in a row: checkpoint and stop
 };
 

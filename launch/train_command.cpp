@@ -90,6 +90,7 @@ TrainerOptions trainer_options(const RunConfig& c, const std::string& run_dir, c
   o.ema.decay = c.train.ema_decay;
   o.threads = c.train.threads;
   o.bf16 = c.train.bf16;
+  o.channels_last = c.train.channels_last;
   o.max_nonfinite_steps = c.train.max_nonfinite_steps;
   o.log_every = c.train.log_every;
   o.checkpoint_every = c.checkpoint.every;

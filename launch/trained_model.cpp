@@ -61,15 +61,16 @@ TrainedModel load_trained_model(const std::string& run_or_checkpoint, bool ema) 
 
   out.model = make_model(model_options(out.config));
   out.objective = make_objective(out.config.objective, make_schedule(out.config.schedule));
-  // model.pt first in either case: it holds the network's buffers, which the average lacks.
-  load_module(*out.model, ckpt, "model.pt");
+  // Built and loaded on the CPU (a checkpoint written on a GPU loads on a box without one);
+  // callers move the model to their device. model.pt first in either case: it holds the network's buffers, which the average lacks.
+  load_module(*out.model, ckpt, "model.pt", c10::kCPU);
   if (ema) {
     // ema.pt holds the EMA module's shadow copies of the parameters, as buffers.
     Ema average(*out.model, EmaOptions{});
-    load_module(*average, ckpt, "ema.pt");
+    load_module(*average, ckpt, "ema.pt", c10::kCPU);
     average->copy_to(*out.model);
   }
-  load_module(*out.objective, ckpt, "objective.pt");
+  load_module(*out.objective, ckpt, "objective.pt", c10::kCPU);
   out.model->eval();
   out.objective->eval();
   for (auto& p : out.model->parameters()) p.set_requires_grad(false);

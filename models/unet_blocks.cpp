@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "models/attention.h"
+
 namespace vdm {
 
 namespace F = torch::nn::functional;
@@ -17,6 +19,11 @@ int64_t norm_groups(int64_t channels) {
 
 torch::nn::GroupNorm group_norm(int64_t channels) {
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(norm_groups(channels), channels).eps(1e-6));
+}
+
+torch::Tensor normalize(torch::nn::GroupNorm& norm, const torch::Tensor& x) {
+  const auto dtype = norm->weight.scalar_type();
+  return norm(x.scalar_type() == dtype ? x : x.to(dtype));
 }
 
 void zero_parameters(torch::nn::Module& module) {
@@ -48,13 +55,13 @@ ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t emb_dim, double drop
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) {
-  auto h = conv1(torch::silu(norm1(x)));
+  auto h = conv1(torch::silu(normalize(norm1, x)));
   auto e = emb_proj(torch::silu(emb)).unsqueeze(-1).unsqueeze(-1);
   if (scale_shift) {
     auto parts = e.chunk(2, 1);
-    h = norm2(h) * (1 + parts[0]) + parts[1];
+    h = normalize(norm2, h) * (1 + parts[0]) + parts[1];
   } else {
-    h = norm2(h + e);
+    h = normalize(norm2, h + e);
   }
   h = conv2(drop(torch::silu(h)));
   return (skip ? skip(x) : x) + h;
@@ -77,10 +84,8 @@ AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t heads_, int64_t
 
 torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x) {
   const auto B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), d = C / heads;
-  auto q_k_v = qkv(norm(x)).reshape({B, 3, heads, d, H * W}).unbind(1);
-  auto q = q_k_v[0].transpose(-1, -2), k = q_k_v[1], v = q_k_v[2].transpose(-1, -2);
-  auto attn = torch::softmax(torch::matmul(q, k) / std::sqrt(double(d)), -1);
-  auto out = torch::matmul(attn, v).transpose(-1, -2).reshape({B, C, H, W});
+  auto q_k_v = qkv(normalize(norm, x)).reshape({B, 3, heads, d, H * W}).transpose(-1, -2).unbind(1);  // [B, heads, HW, d]
+  auto out = dot_product_attention(q_k_v[0], q_k_v[1], q_k_v[2]).transpose(-1, -2).reshape({B, C, H, W});
   return x + proj(out);
 }
 

@@ -23,6 +23,10 @@ struct FlopCounter {
 // The largest group count <= 32 that divides the channels (GroupNorm(32) where it can be).
 int64_t norm_groups(int64_t channels);
 torch::nn::GroupNorm group_norm(int64_t channels);
+// GroupNorm in the weights' dtype (float32) whatever the input's, as ADM's GroupNorm32: under bf16
+// autocast the convolutions answer in bf16, which LibTorch 1.13's CPU group_norm refuses beside
+// float32 weights, and a group's statistics want float32 anyway. The next convolution casts back.
+torch::Tensor normalize(torch::nn::GroupNorm& norm, const torch::Tensor& x);
 
 struct ResBlockImpl : torch::nn::Module {
   ResBlockImpl(int64_t in, int64_t out, int64_t emb_dim, double dropout, bool scale_shift,
@@ -65,7 +69,7 @@ TORCH_MODULE(Upsample);
 // starts as the zero map (or the identity with an input skip).
 struct OutputHeadImpl : torch::nn::Module {
   OutputHeadImpl(int64_t channels, int64_t out_channels, int64_t h, int64_t w, FlopCounter& flops);
-  torch::Tensor forward(const torch::Tensor& x) { return conv(torch::silu(norm(x))); }
+  torch::Tensor forward(const torch::Tensor& x) { return conv(torch::silu(normalize(norm, x))); }
   torch::nn::GroupNorm norm{nullptr};
   torch::nn::Conv2d conv{nullptr};
 };

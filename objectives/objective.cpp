@@ -30,7 +30,10 @@ ObjectiveImpl::Diffused ObjectiveImpl::diffuse_and_denoise(const Denoiser& denoi
   auto sigma = torch::sqrt(torch::sigmoid(gamma)).view(shape).to(x.scalar_type());
   auto eps = draw_normal(x.sizes(), noise_gen, x.options());
   auto z = alpha * x + sigma * eps;
-  auto out = denoiser(param_->network_input(z, alpha, sigma), noise_conditioning(gamma, x.scalar_type()), labels);
+  // Under autocast the network answers in bf16; back to the latent's dtype before the x/v/F
+  // conversions, whose 1/sigma and 1/alpha factors would otherwise amplify bf16 rounding.
+  auto out = denoiser(param_->network_input(z, alpha, sigma), noise_conditioning(gamma, x.scalar_type()), labels)
+                 .to(z.scalar_type());
   if (out.sizes() != x.sizes())
     throw std::runtime_error("objective: the denoiser returned shape " + c10::str(out.sizes()) +
                              " for input " + c10::str(x.sizes()));

@@ -11,7 +11,7 @@
 #include <optional>
 #include <stdexcept>
 
-#include "distributed/watchdog.h"
+#include "distributed/watched_communicator.h"
 #include "evaluation/feature_extractor.h"
 #include "evaluation/feature_net.h"
 #include "evaluation/feature_net_training.h"
@@ -27,23 +27,22 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The watchdog times the collectives (comm), never the work between them: sampling, FID
+// features and bits/dim take as long as they take on a healthy job. The one wait that is as long
+// as work, the other ranks' while rank 0 trains the built-in feature net, is left unwatched: an
+// error or a crash on rank 0 there still ends the whole job (run_or_abort, mpirun).
 struct Run {
   const EvaluatorOptions& o;
   const EvaluationContext& ctx;
+  Communicator* comm;  // ctx.comm under the watchdog
   bool root;
   int64_t step;
 };
 
-std::optional<Watchdog::Scope> watch(const Run& s, const char* what) {
-  if (!s.ctx.watchdog) return std::nullopt;
-  return s.ctx.watchdog->watch(what, s.step);
-}
-
 // A step where every rank learns rank 0's answer, so that ranks branch alike around collectives.
-bool agreed(const Run& s, bool root_value, const char* what) {
+bool agreed(Communicator* comm, bool root_value) {
   auto t = torch::tensor({int64_t(root_value)}, torch::kInt64);
-  auto guard = watch(s, what);
-  s.ctx.comm->broadcast(t, 0);
+  comm->broadcast(t, 0);
   return t.item<int64_t>() != 0;
 }
 
@@ -53,7 +52,7 @@ FeatureExtractorPtr feature_extractor(const Run& s) {
   std::string path = s.o.fid_features;
   if (path == "builtin") {
     path = (fs::path(s.o.run_dir) / "fid_features.pt").string();
-    if (!agreed(s, fs::exists(path), "broadcast(feature net exists)")) {
+    if (!agreed(s.comm, fs::exists(path))) {
       std::string error;
       if (s.root) {
         try {
@@ -80,7 +79,7 @@ FeatureExtractorPtr feature_extractor(const Run& s) {
           error = e.what();
         }
       }
-      if (agreed(s, !error.empty(), "broadcast(feature net status)"))
+      if (agreed(s.ctx.comm, !error.empty()))  // unwatched: rank 0 was training
         throw std::runtime_error(error.empty() ? "training the FID feature network failed on rank 0" : error);
     }
   }
@@ -92,13 +91,9 @@ FeatureExtractorPtr feature_extractor(const Run& s) {
 GaussianStats reference_stats(const Run& s, FeatureExtractor& extractor) {
   if (!s.o.fid_reference.empty()) return load_stats(s.o.fid_reference);
   const auto path = (fs::path(s.o.run_dir) / "fid_reference.npz").string();
-  if (agreed(s, fs::exists(path), "broadcast(reference stats exist)")) return s.root ? load_stats(path) : GaussianStats{};
+  if (agreed(s.comm, fs::exists(path))) return s.root ? load_stats(path) : GaussianStats{};
   auto eval_set = open_dataset(s.o.eval_data);
-  FeatureStats stats;
-  {
-    auto guard = watch(s, "FID reference statistics");
-    stats = dataset_feature_stats(extractor, *eval_set, s.ctx.comm, s.ctx.rank, s.ctx.world);
-  }
+  const FeatureStats stats = dataset_feature_stats(extractor, *eval_set, s.comm, s.ctx.rank, s.ctx.world);
   if (!s.root) return {};
   save_stats(path, stats.gaussian());
   spdlog::info("FID reference: {} images of the {} split -> {}", stats.count(), s.o.eval_data.split, path);
@@ -111,7 +106,8 @@ GaussianStats reference_stats(const Run& s, FeatureExtractor& extractor) {
 // grid; FID statistics and bits/dim are reduced to rank 0.
 nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext& ctx, const DenoiserNet& model,
                               ObjectiveImpl& objective, int64_t step) {
-  const Run s{o, ctx, ctx.rank == 0, step};
+  WatchedCommunicator comm(*ctx.comm, ctx.watchdog, "evaluation", step);
+  const Run s{o, ctx, &comm, ctx.rank == 0, step};
   torch::NoGradGuard no_grad;
   const Denoiser denoiser = [&model](const torch::Tensor& in, const torch::Tensor& c_noise,
                                      const torch::Tensor& labels) { return model->forward(in, c_noise, labels); };
@@ -153,11 +149,7 @@ nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext
         generated.add(extractor->features(images.narrow(0, b, std::min(so.batch_size, keep - b)).to(ctx.device)));
     }
     if (o.sample_count > 0) {
-      torch::Tensor all;
-      {
-        auto guard = watch(s, "all_gather(samples)");
-        all = ctx.comm->all_gather(grid_part.contiguous());
-      }
+      const torch::Tensor all = comm.all_gather(grid_part.contiguous());
       if (s.root) {
         const auto path = fs::path(o.run_dir) / "samples" / (CheckpointStore::folder_name(step) + ".png");
         fs::create_directories(path.parent_path());
@@ -170,10 +162,7 @@ nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext
       }
     }
     if (o.fid) {
-      {
-        auto guard = watch(s, "reduce(FID statistics)");
-        generated.reduce_to_root(ctx.comm);
-      }
+      generated.reduce_to_root(&comm);
       if (s.root) {
         record["fid"] = fid(generated.gaussian(), reference);
         record["fid_samples"] = generated.count();
@@ -192,11 +181,7 @@ nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext
     vo.weighting = WeightingOptions{};
     vo.proposal = ProposalOptions{};
     auto vlb = make_vlb(vo, objective.schedule_ptr());
-    BpdResult bpd;
-    {
-      auto guard = watch(s, "bits/dim evaluation");
-      bpd = evaluate_bpd(*vlb, denoiser, *eval_set, ctx.comm, ctx.rank, ctx.world, o.bpd_options, topts);
-    }
+    const BpdResult bpd = evaluate_bpd(*vlb, denoiser, *eval_set, &comm, ctx.rank, ctx.world, o.bpd_options, topts);
     record["bpd"] = bpd.bpd;
     record["bpd_stderr"] = bpd.bpd_stderr;
     record["bpd_samples"] = bpd.samples;

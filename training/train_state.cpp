@@ -26,12 +26,16 @@ std::string to_bytes(torch::serialize::OutputArchive& archive) {
   return out.str();
 }
 
-torch::serialize::InputArchive from_bytes(const LoadedCheckpoint& ckpt, const std::string& name) {
+// Tensors are read straight onto `device`. Without it the archive would put each tensor back
+// on the device it was saved from, and Module::load then moves the parameter there: every rank
+// of a resumed CUDA run would train on rank 0's GPU, and a CPU-only box could not read it.
+torch::serialize::InputArchive from_bytes(const LoadedCheckpoint& ckpt, const std::string& name,
+                                          c10::Device device) {
   auto it = ckpt.files.find(name);
   if (it == ckpt.files.end()) throw std::runtime_error(ckpt.path + ": " + name + " is missing");
   torch::serialize::InputArchive archive;
   std::istringstream in(it->second);
-  archive.load_from(in);
+  archive.load_from(in, device);
   return archive;
 }
 
@@ -54,9 +58,10 @@ Shapes shapes_of(torch::nn::Module& module) {
 
 // Module::load assigns the stored tensors without comparing shapes, so shapes are compared
 // here: a checkpoint of another architecture must fail loudly, not train a mangled model.
-void load_module(torch::nn::Module& module, const LoadedCheckpoint& ckpt, const std::string& name) {
+void load_module(torch::nn::Module& module, const LoadedCheckpoint& ckpt, const std::string& name,
+                 c10::Device device) {
   const Shapes before = shapes_of(module);
-  auto archive = from_bytes(ckpt, name);
+  auto archive = from_bytes(ckpt, name, device);
   try {
     torch::NoGradGuard no_grad;
     module.load(archive);
@@ -187,14 +192,15 @@ TrainStateInfo read_train_state(const LoadedCheckpoint& ckpt, TrainStateRefs ref
   info.sampler.consumed = j.at("consumed");
   info.world = j.at("world");
 
-  load_module(refs.model, ckpt, "model.pt");
-  load_module(refs.ema, ckpt, "ema.pt");
-  load_module(refs.objective, ckpt, "objective.pt");
+  load_module(refs.model, ckpt, "model.pt", refs.device);
+  load_module(refs.ema, ckpt, "ema.pt", refs.device);
+  load_module(refs.objective, ckpt, "objective.pt", refs.device);
   {
-    auto archive = from_bytes(ckpt, "optimizer.pt");
+    auto archive = from_bytes(ckpt, "optimizer.pt", refs.device);
     refs.optimizer.load(archive);
   }
-  auto archive = from_bytes(ckpt, "state.pt");
+  // RNG states and the proposal's statistics live on the CPU whatever the training device.
+  auto archive = from_bytes(ckpt, "state.pt", c10::kCPU);
   std::vector<torch::Tensor> proposal(j.at("proposal_tensors").get<size_t>());
   for (size_t i = 0; i < proposal.size(); ++i) archive.read(std::to_string(i), proposal[i]);
   if (!proposal.empty()) refs.objective.proposal().load_state(proposal);

@@ -63,11 +63,14 @@ struct TrainStateRefs {
   ObjectiveImpl& objective;
   torch::optim::Optimizer& optimizer;
   RngStreams& rng;
+  c10::Device device = c10::kCPU;  // where model, EMA, objective and optimiser state live
 };
 
-// Loads checkpoint file `name` (model.pt, ema.pt, objective.pt) into module; throws
+// Loads checkpoint file `name` (model.pt, ema.pt, objective.pt) into module, whose tensors are on
+// `device`; the file's tensors are read onto it, whatever device wrote them. Throws
 // std::runtime_error naming the file when it is missing or its tensors do not fit the module.
-void load_module(torch::nn::Module& module, const LoadedCheckpoint& checkpoint, const std::string& name);
+void load_module(torch::nn::Module& module, const LoadedCheckpoint& checkpoint, const std::string& name,
+                 c10::Device device);
 
 // rng_all: [world, bytes], every rank's RngStreams::state() in rank order.
 std::map<std::string, std::string> write_train_state(TrainStateRefs refs, const TrainStateInfo& info,

@@ -127,8 +127,12 @@ Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std
   s.rng = RngStreams(o.seed, s.rank, s.device);
 
   s.train_set = open_dataset(o.data);
-  s.denoiser = [model = s.model](const torch::Tensor& in, const torch::Tensor& c_noise, const torch::Tensor& labels) {
-    return model->forward(in, c_noise, labels);
+  // bf16 autocast covers the network's forward and nothing else (see autocast.h): the loss
+  // maths, backward, the optimiser and evaluation run in the parameters' dtype.
+  s.denoiser = [model = s.model, device = s.device.type(), bf16 = o.bf16, nhwc = o.channels_last](
+                   const torch::Tensor& in, const torch::Tensor& c_noise, const torch::Tensor& labels) {
+    AutocastScope autocast(device, bf16);
+    return model->forward(nhwc ? in.contiguous(torch::MemoryFormat::ChannelsLast) : in, c_noise, labels);
   };
   if (s.root) {
     spdlog::info("{}", s.model->summary());
@@ -172,7 +176,7 @@ void resume(Trainer::State& s) {
     path = s.o.resume;
   }
   const LoadedCheckpoint ckpt = s.store->load(path);
-  TrainStateRefs refs{*s.model, *s.ema, *s.objective, *s.optimizer, s.rng};
+  TrainStateRefs refs{*s.model, *s.ema, *s.objective, *s.optimizer, s.rng, s.device};
   const TrainStateInfo info = read_train_state(ckpt, refs, s.o.check_resume, s.rank, s.world);
   s.counters = info.counters;
   s.sampler_state = info.sampler;
@@ -268,6 +272,14 @@ TrainResult Trainer::run() {
   s.eval_log = std::make_unique<MetricsLog>((fs::path(o.run_dir) / "eval.jsonl").string(), s.root,
                                             first_step > 0 ? first_step : -1);
 
+  // After resume, which restores the layout the checkpoint was saved in. Only the layout
+  // changes: convolutions then run NHWC (what cuDNN's bf16 kernels and mkldnn prefer), and
+  // every tensor made like a weight (gradients, AdamW's moments) follows it.
+  if (o.channels_last) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : s.model->parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+  }
   // After resume, so rank 0's broadcast start-up weights are the restored ones on every rank.
   s.reducer = std::make_unique<GradientReducer>(s.named, s.grad_comm, o.reducer);
 
@@ -286,7 +298,6 @@ TrainResult Trainer::run() {
   const auto run_start = SteadyClock::now();
   Window window;
   TrainResult result;
-  AutocastScope autocast(o.bf16 && s.device.is_cuda());
   s.model->train();
 
   while (true) {
@@ -310,7 +321,7 @@ TrainResult Trainer::run() {
     const double rate = learning_rate(lr, step);
     for (auto& group : s.optimizer->param_groups())
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(rate);
-    s.optimizer->zero_grad();
+    s.reducer->zero_grad();  // not optimizer->zero_grad(): see GradientReducer::zero_grad
 
     for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
       const auto wait0 = SteadyClock::now();
@@ -323,9 +334,12 @@ TrainResult Trainer::run() {
       LossOutput out = s.objective->forward(s.denoiser, x, labels, {s.rng.levels, s.rng.noise}, ctx);
       if (s.nan_from_step >= 0 && step >= s.nan_from_step) out.loss = out.loss * std::nan("");
       {
-        // All but the last micro-batch only accumulate; the last backward reduces the sum.
+        // All but the last micro-batch only accumulate; the last backward reduces the sum. The
+        // reducer starts its all-reduces inside backward (a blocking one without overlap, and
+        // NCCL's first call connects to the peers), so backward is watched too.
         std::optional<GradientReducer::NoSyncGuard> no_sync;
         if (micro + 1 < o.grad_accum) no_sync.emplace(s.reducer->no_sync());
+        auto guard = s.watchdog->watch("backward (gradient all-reduce)", step);
         (out.loss / double(o.grad_accum)).backward();
       }
       window.micro += 1;
@@ -340,6 +354,9 @@ TrainResult Trainer::run() {
     {
       auto guard = s.watchdog->watch("gradient all-reduce", step);
       s.reducer->finish();
+      // NCCL finishes on the device: wait here, where a failed collective becomes an error that
+      // names it, rather than in the gradient norm's copy to the host, where it would hang.
+      s.grad_comm->synchronize();
     }
     if (auto hist = s.objective->proposal().pending_histogram(); hist.defined()) {
       auto guard = s.watchdog->watch("all_reduce(proposal histogram)", step);

@@ -42,7 +42,8 @@ struct TrainerOptions {
   double adam_beta1 = 0.9, adam_beta2 = 0.99, adam_eps = 1e-8;
   EmaOptions ema;
   int64_t threads = 1;       // torch intra-op threads
-  bool bf16 = false;         // autocast to bfloat16 (CUDA only)
+  bool bf16 = false;         // the network's forward under bf16 autocast (CPU or CUDA)
+  bool channels_last = false;  // 4-d weights and the network's input in NHWC memory format
   int64_t max_nonfinite_steps = 10;  // K non-finite steps in a row: checkpoint and stop
   int64_t log_every = 10;
 

@@ -2,7 +2,8 @@
 # `vdm train` on a CUDA device, one rank (NCCL): the tiny quickstart for 20 steps with a
 # checkpoint, a resume to 30 (GPU kernels are not bitwise reproducible, so this checks that the
 # CUDA and CPU generator states restore, not equal parameters), the sample grid and the
-# test-set bits/dim, then bf16 autocast. Exit 77 (skipped) where this build or machine has no
+# test-set bits/dim, then bf16 autocast, sampling the CUDA checkpoint on the CPU, and bf16 with
+# channels-last. Exit 77 (skipped) where this build or machine has no
 # CUDA device.
 set -euo pipefail
 VDM=$1
@@ -48,3 +49,14 @@ echo "resume on CUDA: generator states restored, 30 steps in all"
   --run-dir "$WORK/bf16" > "$WORK/bf16.log" 2>&1 || fail "bf16: $(tail -5 "$WORK/bf16.log")"
 finite_losses "$WORK/bf16/metrics.jsonl" 10
 echo "bf16 autocast: finite losses"
+
+# A checkpoint written on the GPU loads on the CPU (vdm sample reads it onto the CPU first).
+"$VDM" sample "$WORK/run" --num 4 --steps 4 --device cpu --out "$WORK/cpu.png" > "$WORK/cpu.log" 2>&1 \
+  || fail "sampling a CUDA checkpoint on the CPU: $(tail -5 "$WORK/cpu.log")"
+[ -s "$WORK/cpu.png" ] || fail "no grid from the CPU"
+echo "CUDA checkpoint sampled on the CPU"
+
+"$VDM" train "${COMMON[@]}" train.steps=10 train.bf16=true train.channels_last=true eval.num_samples=0 \
+  eval.bpd=false --run-dir "$WORK/nhwc" > "$WORK/nhwc.log" 2>&1 || fail "channels_last: $(tail -5 "$WORK/nhwc.log")"
+finite_losses "$WORK/nhwc/metrics.jsonl" 10
+echo "bf16 + channels_last: finite losses"

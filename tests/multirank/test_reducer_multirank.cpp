@@ -303,6 +303,57 @@ TEST_F(Reducer, NoSyncAccumulatesLikeOneBigBatch) {
   }
 }
 
+// The trainer zeroes through the reducer, never through Optimizer::zero_grad(), whose default
+// changed in LibTorch 2.0 (set_to_none). A parameter used in one step and unused everywhere in
+// the next must keep a zero gradient inside its bucket, so that AdamW keeps applying its
+// momentum, as 1.13's in-place zeroing did; 2.x's set_to_none (imitated here) would leave it
+// without a gradient and AdamW would skip it.
+TEST_F(Reducer, ZeroGradIsTheSameOnEveryLibTorch) {
+  const Batch global = global_batch(5);
+  auto run = [&](bool reducer_zeroes) {
+    Net net = make_net(800, 16, true);
+    GradientReducer reducer(GradientReducer::named(net->named_parameters()), comm,
+                            opts(1.0 / 1024, 1.0 / 4096, true, true));
+    torch::optim::AdamW adam(net->parameters(), torch::optim::AdamWOptions(1e-2));
+    for (int step = 0; step < 2; ++step) {
+      if (reducer_zeroes) {
+        reducer.zero_grad();
+      } else {
+        for (auto& p : net->parameters()) p.mutable_grad() = torch::Tensor();  // set_to_none
+      }
+      loss_of(net, slice(global, rank, world), /*use_extra=*/step == 0).backward();
+      reducer.finish();
+      if (step == 0) continue;
+      const auto& g = net->extra->weight.grad();
+      if (reducer_zeroes) {
+        EXPECT_TRUE(g.defined());
+        if (g.defined()) EXPECT_EQ(g.abs().max().item<double>(), 0.0);
+      } else {
+        EXPECT_FALSE(g.defined());
+      }
+    }
+    const auto before = net->extra->weight.detach().clone();
+    adam.step();
+    return (net->extra->weight.detach() - before).abs().max().item<double>();
+  };
+  EXPECT_GT(run(true), 0.0) << "AdamW must keep moving a parameter that was unused in this step";
+  EXPECT_EQ(run(false), 0.0);
+
+  // Zeroing keeps .grad a view into its bucket: the next backward accumulates there directly.
+  Net net = make_net(801);
+  GradientReducer reducer(GradientReducer::named(net->named_parameters()), comm, opts(1.0 / 1024, 1.0 / 4096));
+  loss_of(net, slice(global, rank, world)).backward();
+  reducer.finish();
+  std::vector<const void*> pointers;
+  for (auto& p : net->parameters()) pointers.push_back(p.grad().data_ptr());
+  reducer.zero_grad();
+  size_t i = 0;
+  for (auto& p : net->parameters()) {
+    EXPECT_EQ(p.grad().data_ptr(), pointers[i++]);
+    EXPECT_EQ(p.grad().abs().max().item<double>(), 0.0);
+  }
+}
+
 // `extra` takes part in the loss on rank 0 only, or on no rank.
 TEST_F(Reducer, UnusedParameters) {
   const Batch global = global_batch(4);
