@@ -7,7 +7,7 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 usage: scripts/check-libtorch2.sh [--mode cpu|cuda|both] [--jobs N] [--self-test | --no-self-test]
-                                  [--no-pch] [--refresh]
+                                  [--full] [--no-pch] [--refresh]
 
 Compiles (g++ -fsyntax-only) every translation unit of the configured build against Debian trixie's
 LibTorch 2.6 headers; exits non-zero if one fails. The build must be configured first (cmake -S . -B
@@ -17,10 +17,14 @@ build); its compile_commands.json gives the files (CMake's unity batches include
                    the CUDA toolkit and nccl.h include dirs and distributed/nccl_communicator.cpp
                    (as with an official CUDA LibTorch 2.x). Default: both.
   --jobs N         parallel compilers (default: nproc).
-  --self-test      only the self-test: a trivial LibTorch snippet must compile against the 2.6 headers,
-                   and one using c10::variant (in 1.13, removed in 2.x) must fail there.
-                   By default it runs first, before the files.
+  --self-test      only the self-test: with the flags of a real file, TORCH_VERSION must be 2.6.*, a
+                   trivial LibTorch snippet must compile and one using c10::variant (in 1.13, removed
+                   in 2.x) must fail; that one must compile against the system's 1.13 if installed.
+                   By default the self-test runs first (without the 1.13 part).
   --no-self-test   skip it.
+  --full           the CUDA mode compiles every file again, even those whose CPU result stands for
+                   it (flags equal but for -DVDM_TORCH_HAS_CUDA/-DVDM_WITH_NCCL, and no file they
+                   read names either macro).
   --no-pch         no precompiled torch/torch.h (slower; every file parses the headers itself).
   --refresh        download and unpack the packages again.
 
@@ -38,6 +42,7 @@ JOBS=$(nproc)
 SELF_TEST=first
 USE_PCH=1
 REFRESH=0
+FULL=0
 while [ $# -gt 0 ]; do
   case $1 in
     --mode) MODE=${2:?--mode needs cpu, cuda or both}; shift 2 ;;
@@ -47,6 +52,7 @@ while [ $# -gt 0 ]; do
     --self-test) SELF_TEST=only; shift ;;
     --no-self-test) SELF_TEST=no; shift ;;
     --no-pch) USE_PCH=0; shift ;;
+    --full) FULL=1; shift ;;
     --refresh) REFRESH=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "check-libtorch2: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -363,31 +369,44 @@ PY
 }
 
 # ---- Compile one TU (run by xargs in parallel) ----------------------------------------------
-# Leaves OUT/N.log, OUT/N.rc (0 ok) and OUT/N.time; a TU that read a header of /usr/include's
-# LibTorch 1.13 fails (cannot happen with the shadowed /usr/include, but is checked anyway).
+# Leaves OUT/N.log, OUT/N.rc (0 ok), OUT/N.time and OUT/N.modal: the project files it read that
+# test VDM_TORCH_HAS_CUDA or VDM_WITH_NCCL (what can make the CUDA mode differ). A TU that read a
+# header of /usr/include's LibTorch 1.13 fails (the shadowed /usr/include rules it out; checked).
 compile_one() {  # OUT N CXX FILE
   local out=$1 n=$2 cxx=$3 file=$4 t0 rc=0
   t0=$(date +%s.%N)
   "$cxx" @"$out/$n.rsp" -MD -MF "$out/$n.d" "$file" > "$out/$n.log" 2>&1 || rc=$?
   if [ -f "$out/$n.d" ]; then
     if grep -qE '(^| )/usr/include/(torch|ATen|c10|caffe2)/' "$out/$n.d"; then
-      { echo "check-libtorch2: this TU read LibTorch 1.13 headers from /usr/include:"
-        grep -oE '/usr/include/(torch|ATen|c10|caffe2)/[^ ]+' "$out/$n.d" | head -5; } >> "$out/$n.log"
+      grep -oE '/usr/include/(torch|ATen|c10|caffe2)/[^ ]+' "$out/$n.d" | head -5 \
+        | sed 's/^/check-libtorch2: read a LibTorch 1.13 header: /' >> "$out/$n.log"
       rc=99
     fi
+    if grep -q '\\ ' "$out/$n.d"; then
+      echo "(a dependency with a space in its name)" > "$out/$n.modal"
+    else
+      sed 's/\\$//' "$out/$n.d" | tr ' ' '\n' | grep -E "^($VDM_L2_PROJECT)/" | grep -vF "$VDM_L2_OURS/" | sort -u \
+        | xargs -r grep -lE 'VDM_TORCH_HAS_CUDA|VDM_WITH_NCCL' > "$out/$n.modal" || true
+    fi
     rm -f "$out/$n.d"
+  else
+    echo "(no dependency list)" > "$out/$n.modal"
   fi
   echo "$rc" > "$out/$n.rc"
   echo "$t0 $(date +%s.%N)" | awk '{printf "%.1f\n", $2 - $1}' > "$out/$n.time"
 }
 export -f compile_one
+export VDM_L2_PROJECT VDM_L2_OURS=$DIR
+VDM_L2_PROJECT=$(printf '%s|%s' "$SRC" "$BUILD" | sed 's/[.[\*^$+?(){}]/\\&/g')
 
-# ---- A precompiled torch/torch.h (2.6) per mode ----------------------------------------------
-# Parsing torch/torch.h costs most of each file's time; CMake's own PCH does the same for the
-# build. It is made from the flags of the first LibTorch TU and used by every TU whose flags agree
-# (-Winvalid-pch says so otherwise; then GCC reads the text header, slower but still correct).
-build_pch() {  # MODE JOBDIR -> prints the -include path, or nothing
-  local mode=$1 jobs=$2 pchdir=$DIR/pch/$1 n="" cxx file haspch name
+# ---- A precompiled torch/torch.h (2.6) -------------------------------------------------------
+# Parsing torch/torch.h is most of each file's time; the build precompiles it too (CMake's PCH,
+# -include'd by the same TUs). Made from the flags of the first TU that uses it; GCC checks on
+# every use that it fits the TU's flags (macros included: the CUDA mode's -D are not read by
+# torch.h, so one serves both modes) and -Winvalid-pch reports one that does not (GCC then parses
+# the header itself: slower, same result). Reused while the flags, packages and compiler match.
+build_pch() {  # JOBDIR -> sets PCH to the header to -include (a .gch beside it), or leaves it empty
+  local jobs=$1 pchdir=$DIR/pch n="" cxx file haspch name key t0=$SECONDS
   mkdir -p "$pchdir"
   while IFS=$'\t' read -r n cxx file haspch name; do
     [ "$haspch" = 1 ] && break
@@ -395,63 +414,61 @@ build_pch() {  # MODE JOBDIR -> prints the -include path, or nothing
   done < "$jobs/jobs.tsv"
   [ -n "$n" ] || return 0  # the build uses no PCH (VDM_PCH=OFF): nor does this check
   printf '#include <torch/torch.h>\n' > "$pchdir/torch_pch.h"
-  local key
-  key=$( (grep -v -- '^-D\|-fsyntax-only' "$jobs/$n.rsp" | sort; grep -- '^-D' "$jobs/$n.rsp" | sort
-          cat "$ROOT/.vdm-libtorch2.stamp"; "$cxx" --version | head -1) | sha1sum | cut -c1-16)
+  grep -vx -- '-fsyntax-only' "$jobs/$n.rsp" > "$pchdir/pch.rsp.new"
+  key=$( (cat "$pchdir/pch.rsp.new" "$ROOT/.vdm-libtorch2.stamp" "$CUDA_MACROS"; "$cxx" --version) | sha1sum)
   if [ -f "$pchdir/torch_pch.h.gch" ] && [ "$(cat "$pchdir/key" 2>/dev/null)" = "$key" ]; then
-    echo "$pchdir/torch_pch.h"; return
+    PCH=$pchdir/torch_pch.h; return
   fi
-  rm -f "$pchdir/torch_pch.h.gch"
-  local t0=$SECONDS
-  if grep -v -- '^-fsyntax-only$' "$jobs/$n.rsp" > "$pchdir/pch.rsp" &&
-     "$cxx" @"$pchdir/pch.rsp" -x c++-header "$pchdir/torch_pch.h" -o "$pchdir/torch_pch.h.gch" \
+  rm -f "$pchdir/torch_pch.h.gch" "$pchdir/key"
+  mv "$pchdir/pch.rsp.new" "$pchdir/pch.rsp"
+  if "$cxx" @"$pchdir/pch.rsp" -x c++-header "$pchdir/torch_pch.h" -o "$pchdir/torch_pch.h.gch" \
        > "$pchdir/pch.log" 2>&1; then
     echo "$key" > "$pchdir/key"
-    log "$mode: precompiled torch/torch.h 2.x in $((SECONDS - t0)) s" >&2
-    echo "$pchdir/torch_pch.h"
+    log "precompiled torch/torch.h (2.x) in $((SECONDS - t0)) s"
+    PCH=$pchdir/torch_pch.h
   else
-    log "$mode: could not precompile torch/torch.h (see $pchdir/pch.log); going on without" >&2
+    log "could not precompile torch/torch.h (see $pchdir/pch.log); going on without"
     rm -f "$pchdir/torch_pch.h.gch"
   fi
 }
 
 # ---- 4. Self-test: the check must be able to fail --------------------------------------------
-# c10::variant (c10/util/variant.h) is in LibTorch 1.13 and gone from 2.x (std::variant took its
-# place): a file using it must fail here, with that error, while a plain LibTorch file passes.
-self_test() {
-  local st=$DIR/self-test t0=$SECONDS
+# With the flags (and precompiled header) of a real TU: TORCH_VERSION must be $EXPECT.*, a plain
+# LibTorch file must compile, and one using c10::variant (c10/util/variant.h: in LibTorch 1.13,
+# gone from 2.x, where std::variant took its place) must fail, on that. With --self-test the
+# c10::variant file must also compile against the system's 1.13, when it is installed.
+self_test() {  # JOBDIR
+  local jobs=$1 st=$DIR/self-test t0=$SECONDS n cxx file haspch name
   rm -rf "$st" && mkdir -p "$st"
-  local flags=(-std=gnu++17 -fsyntax-only -D_GLIBCXX_USE_CXX11_ABI=1 -isystem "$T2INC/torch/csrc/api/include"
-               "${SYS_FLAGS[@]}")
-  cat > "$st/ok.cpp" <<'EOF'
+  IFS=$'\t' read -r n cxx file haspch name < <(awk -F'\t' '$4 == 1' "$jobs/jobs.tsv"; head -1 "$jobs/jobs.tsv")
+  local rsp=$jobs/$n.rsp
+  cat > "$st/ok.cpp" <<'EOF2'
 #include <torch/torch.h>
 #include <torch/version.h>
 static_assert(TORCH_VERSION_MAJOR >= 2, "not LibTorch 2.x");
 float f() { return torch::ones({2, 3}).sum().item<float>(); }
-const char* vdm_torch_version = TORCH_VERSION;
-EOF
-  cat > "$st/removed.cpp" <<'EOF'
+EOF2
+  cat > "$st/removed.cpp" <<'EOF2'
 #include <torch/torch.h>
 int f() { c10::variant<int, float> v = 1; return c10::get<int>(v); }
-EOF
-  # TORCH_VERSION as the TUs will see it (the preprocessor alone: a second).
+EOF2
+  # TORCH_VERSION as the TUs see it (the preprocessor, without the precompiled header).
+  printf '#include <torch/version.h>\nvdm_torch_version=TORCH_VERSION\n' > "$st/version.cpp"
+  sed -e 's/^-fsyntax-only$/-E/' -e '/^-include$/,+1d' -e '/^-Winvalid-pch$/d' "$rsp" > "$st/E.rsp"
   local version
-  version=$("$CXX" "${flags[@]/-fsyntax-only/-E}" -P -include torch/version.h -x c++ - <<< 'vdm_torch_version=TORCH_VERSION' \
-    | sed -n 's/^vdm_torch_version= *"\(.*\)"$/\1/p')
-  log "TORCH_VERSION in $T2INC: ${version:-?}"
+  version=$("$cxx" @"$st/E.rsp" -P "$st/version.cpp" | sed -n 's/^vdm_torch_version= *"\(.*\)"$/\1/p')
+  log "TORCH_VERSION (torch/version.h as the files see it): ${version:-?}"
   [[ $version == "$EXPECT"* ]] || die "self-test: torch/version.h says '${version}', wanted $EXPECT.*"
   local pids=() rc_ok=0 rc_removed=0 rc_old=0 old=0
-  "$CXX" "${flags[@]}" "$st/ok.cpp" > "$st/ok.log" 2>&1 & pids+=($!)
-  "$CXX" "${flags[@]}" "$st/removed.cpp" > "$st/removed.log" 2>&1 & pids+=($!)
-  wait "${pids[0]}" || rc_ok=$?
-  wait "${pids[1]}" || rc_removed=$?
-  # The same file against the system's 1.13 headers (when installed) must compile: it is the
-  # removal that fails it, not the snippet.
-  if [ -f /usr/include/torch/csrc/api/include/torch/torch.h ]; then
+  "$cxx" @"$rsp" "$st/ok.cpp" > "$st/ok.log" 2>&1 & pids+=($!)
+  "$cxx" @"$rsp" "$st/removed.cpp" > "$st/removed.log" 2>&1 & pids+=($!)
+  if [ "$SELF_TEST" = only ] && [ -f /usr/include/torch/csrc/api/include/torch/torch.h ]; then
     old=1
-    "$CXX" -std=gnu++17 -fsyntax-only -D_GLIBCXX_USE_CXX11_ABI=1 -isystem /usr/include/torch/csrc/api/include \
+    "$cxx" -std=gnu++17 -fsyntax-only -D_GLIBCXX_USE_CXX11_ABI=1 -isystem /usr/include/torch/csrc/api/include \
       "$st/removed.cpp" > "$st/removed-1.13.log" 2>&1 || rc_old=$?
   fi
+  wait "${pids[0]}" || rc_ok=$?
+  wait "${pids[1]}" || rc_removed=$?
   local bad=0
   if [ "$rc_ok" != 0 ]; then
     echo "self-test: a plain LibTorch file does not compile against $T2INC:"; head -20 "$st/ok.log"; bad=1
@@ -467,50 +484,89 @@ EOF
   fi
   [ "$bad" = 0 ] || die "self-test failed (logs in $st)"
   log "self-test passed in $((SECONDS - t0)) s: a LibTorch file compiles against $version; one using" \
-      "c10::variant fails there (error: $(grep -m1 -o 'variant.* is not a member of [^;]*' "$st/removed.log"))$(
+      "c10::variant fails ($(grep -m1 -o 'error: .*variant.* is not a member of [^;]*' "$st/removed.log"))$(
       [ "$old" = 1 ] && echo " and compiles against the system's LibTorch 1.13")"
 }
 
+# ---- 5. The files, per mode ------------------------------------------------------------------
+prepare_jobs() {  # PCH_INCLUDE
+  local m
+  for m in "${MODES[@]}"; do
+    rm -rf "$DIR/out/$m" && mkdir -p "$DIR/out/$m"
+    make_jobs "$m" "$DIR/out/$m" "${1:-}"
+  done
+}
+prepare_jobs ""
+PCH=""
+if [ "$USE_PCH" = 1 ]; then
+  build_pch "$DIR/out/${MODES[0]}"
+  [ -z "$PCH" ] || prepare_jobs "$PCH"
+fi
 if [ "$SELF_TEST" != no ]; then
-  self_test
+  self_test "$DIR/out/${MODES[0]}"
   [ "$SELF_TEST" = only ] && exit 0
 fi
 
-# ---- 5. The files, per mode ------------------------------------------------------------------
-run_mode() {  # MODE -> returns the number of failing TUs in FAILED
-  local mode=$1 out=$DIR/out/$1 t0=$SECONDS pch=""
-  rm -rf "$out" && mkdir -p "$out"
-  make_jobs "$mode" "$out" ""
-  if [ "$USE_PCH" = 1 ]; then
-    pch=$(build_pch "$mode" "$out")
-    [ -n "$pch" ] && { rm -rf "$out" && mkdir -p "$out" && make_jobs "$mode" "$out" "$pch"; }
-  fi
+# The CUDA mode after the CPU mode: a TU whose flags differ only by -DVDM_TORCH_HAS_CUDA=1
+# -DVDM_WITH_NCCL=1 and which read no project file naming either macro preprocesses to the same
+# text in both modes, so its CPU result stands (--full compiles it again anyway).
+reusable() {  # N(cuda) FILE -> prints the cpu job number when the cpu result stands for it
+  local n=$1 file=$2 c
+  [ "$FULL" = 0 ] && [ -f "$DIR/out/cpu/jobs.tsv" ] || return 0
+  c=$(awk -F'\t' -v f="$file" '$3 == f { print $1; exit }' "$DIR/out/cpu/jobs.tsv")
+  [ -n "$c" ] && [ "$(cat "$DIR/out/cpu/$c.rc" 2>/dev/null)" = 0 ] && [ -f "$DIR/out/cpu/$c.modal" ] \
+    && [ ! -s "$DIR/out/cpu/$c.modal" ] || return 0
+  grep -vx -e '-DVDM_TORCH_HAS_CUDA=1' -e '-DVDM_WITH_NCCL=1' "$DIR/out/cuda/$n.rsp" \
+    | cmp -s - <(grep -vx -e '-DVDM_TORCH_HAS_CUDA=1' -e '-DVDM_WITH_NCCL=1' "$DIR/out/cpu/$c.rsp") || return 0
+  echo "$c"
+}
+
+run_mode() {  # MODE: adds a line to SUMMARY and the failures to FAILED
+  local mode=$1 out=$DIR/out/$1 t0=$SECONDS
   if [ -s "$out/uncovered.txt" ]; then
-    log "$mode: not in this build's compile_commands.json (so not compiled): $(tr '\n' ' ' < "$out/uncovered.txt")"
+    log "$mode: $(wc -l < "$out/uncovered.txt") source file(s) in no TU of this build's compile_commands.json" \
+        "(not compiled): $(head -8 "$out/uncovered.txt" | tr '\n' ' ')$([ "$(wc -l < "$out/uncovered.txt")" -le 8 ] || echo ...)"
   fi
-  local total
+  local n cxx file haspch name c total reused=0
   total=$(wc -l < "$out/jobs.tsv")
-  log "$mode: compiling $total translation units with $JOBS jobs${pch:+ (precompiled torch/torch.h)}"
-  # Longest first (times of the last run), so the two cores end together.
-  local order=$DIR/times.$mode
-  awk -F'\t' -v t="$order" 'BEGIN { while ((getline l < t) > 0) { split(l, a, "\t"); s[a[1]] = a[2] } }
-       { print (($3 in s) ? s[$3] : 1000) "\t" $0 }' "$out/jobs.tsv" | sort -t$'\t' -k1,1 -gr | cut -f2- \
+  : > "$out/todo.tsv"
+  while IFS=$'\t' read -r n cxx file haspch name; do
+    c=""
+    [ "$mode" = cuda ] && c=$(reusable "$n" "$file")
+    if [ -n "$c" ]; then
+      cp "$DIR/out/cpu/$c.rc" "$out/$n.rc"; echo 0 > "$out/$n.time"
+      echo "(the CPU mode's result: same flags but for VDM_TORCH_HAS_CUDA/VDM_WITH_NCCL, which no file of it reads)" > "$out/$n.log"
+      reused=$((reused + 1))
+    else
+      printf '%s\t%s\t%s\t%s\t%s\n' "$n" "$cxx" "$file" "$haspch" "$name" >> "$out/todo.tsv"
+    fi
+  done < "$out/jobs.tsv"
+  log "$mode: compiling $((total - reused)) translation units with $JOBS jobs${PCH:+ (precompiled torch/torch.h)}$(
+    [ "$reused" = 0 ] || echo "; $reused more are the same as in the CPU mode")"
+  # Longest first (times of the last run), so the cores finish together.
+  local times=$DIR/times.$mode
+  awk -F'\t' -v t="$times" 'BEGIN { while ((getline l < t) > 0) { split(l, a, "\t"); s[a[1]] = a[2] } }
+       { print (($3 in s) ? s[$3] : 1000) "\t" $0 }' "$out/todo.tsv" | sort -t$'\t' -k1,1 -gr | cut -f2- \
     | awk -F'\t' -v o="$out" '{ print o; print $1; print $2; print $3 }' \
-    | xargs -d '\n' -n 4 -P "$JOBS" bash -c 'compile_one "$@"' _ || true
-  local n cxx file haspch name rc failed=0 secs
-  : > "$order.new"
+    | xargs -d '\n' -r -n 4 -P "$JOBS" bash -c 'compile_one "$@"' _ || true
+  local rc failed=0 secs badpch=0
   while IFS=$'\t' read -r n cxx file haspch name; do
     rc=$(cat "$out/$n.rc" 2>/dev/null || echo 98)
     secs=$(cat "$out/$n.time" 2>/dev/null || echo 0)
-    printf '%s\t%s\n' "$file" "$secs" >> "$order.new"
+    [ "$secs" = 0 ] || printf '%s\t%s\n' "$file" "$secs" >> "$times.new"
+    grep -q 'Winvalid-pch' "$out/$n.log" && badpch=$((badpch + 1))
     if [ "$rc" != 0 ]; then
       failed=$((failed + 1))
-      echo "---- $mode: FAILED: $name ($secs s; full log: $out/$n.log)"
-      grep -E ': (fatal )?error:|LibTorch 1.13|^/usr/include/' "$out/$n.log" | head -n "${VDM_LIBTORCH2_ERRORS:-15}" || head -15 "$out/$n.log"
+      echo "---- $mode: FAILED: $name (full log: $out/$n.log)"
+      grep -E ': (fatal )?error:|LibTorch 1.13 header' "$out/$n.log" | head -n "${VDM_LIBTORCH2_ERRORS:-15}" \
+        || head -15 "$out/$n.log"
     fi
   done < "$out/jobs.tsv"
-  mv "$order.new" "$order"
-  SUMMARY+=("$(printf '%-4s: %3d files, %d failed, %d s' "$mode" "$total" "$failed" "$((SECONDS - t0))")")
+  [ ! -f "$times.new" ] || mv "$times.new" "$times"
+  [ "$badpch" = 0 ] || log "$mode: the precompiled header did not fit $badpch file(s) (-Winvalid-pch): they parsed torch/torch.h themselves"
+  SUMMARY+=("$(printf '%-4s: %3d files%s, %d failed, %d s' "$mode" "$total" "$(
+    [ "$mode" != cuda ] || printf ' (%d compiled, %d as in cpu)' "$((total - reused))" "$reused")" \
+    "$failed" "$((SECONDS - t0))")")
   FAILED=$((FAILED + failed))
 }
 

@@ -10,7 +10,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-FM=/usr/share/dataset-fashion-mnist
+FM=/usr/share/datasets/fashion-mnist
 [ -d "$FM" ] || { echo "watchdog_evaluation: SKIPPED ($FM missing; apt-get install dataset-fashion-mnist)"; exit 77; }
 COMMON=(model.preset=tiny data.resolution=16 data.workers=1 train.batch_size=8 train.threads=1
         train.log_every=1 eval.num_samples=4 eval.steps=4 eval.batch_size=64 distributed.timeout_s=2)
