@@ -1,6 +1,6 @@
 // Collective communication on tensors, behind one interface: MpiCommunicator for CPU tensors
 // and NcclCommunicator for CUDA tensors. Every rank must call the same collectives in the same
-// order (DESIGN.md §2); a branch on rank == 0 never contains one.
+// order (docs/design.md §2); a branch on rank == 0 never contains one.
 #pragma once
 
 #include <torch/types.h>

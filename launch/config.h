@@ -1,6 +1,7 @@
 // The run configuration: a YAML file plus Hydra-style `key.path=value` overrides, validated into
-// the plain option structs the other modules take. YAML stays behind this header (DESIGN.md §1),
-// and every bad input becomes one ConfigError naming file:line (or the override), key and fix.
+// the plain option structs the other modules take. YAML stays behind this header
+// (docs/design.md §1), and every bad input becomes one ConfigError naming file:line (or the
+// override), key and fix.
 #pragma once
 
 #include <cstdint>

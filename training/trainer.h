@@ -1,6 +1,6 @@
-// The training loop (DESIGN.md §2, §6): data -> objective -> backward with overlapped gradient
-// all-reduce -> clip -> AdamW -> EMA, with metrics, atomic checkpoints, exact resume, agreed
-// preemption and a NaN/Inf guard. It takes plain options; launch/ maps the YAML onto them.
+// The training loop (docs/design.md §2, §6): data -> objective -> backward with overlapped
+// gradient all-reduce -> clip -> AdamW -> EMA, with metrics, atomic checkpoints, exact resume,
+// agreed preemption and a NaN/Inf guard. It takes plain options; launch/ maps the YAML onto them.
 #pragma once
 
 #include <cstdint>
