@@ -2,7 +2,6 @@
 // memory-mappable shards, with a progress line (live on a terminal, periodic in a log) and a
 // summary. Re-running the same command finishes an interrupted pack.
 #include <CLI/CLI.hpp>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +11,8 @@
 #include "data/packer.h"
 #include "launch/commands.h"
 #include "launch/config.h"
+#include "training/elapsed_time.h"
+#include "training/progress_line.h"
 
 namespace vdm {
 namespace {
@@ -27,13 +28,6 @@ std::string guess_format(const std::string& source) {
                         "t10k-images-idx3-ubyte.gz"})
     if (fs::exists(fs::path(source) / f)) return "idx";
   return "imagefolder";
-}
-
-std::string clock(double seconds) {
-  char buf[32];
-  const long s = long(seconds + 0.5);
-  std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  return buf;
 }
 
 void run_pack(const PackArgs& a) {
@@ -52,20 +46,18 @@ void run_pack(const PackArgs& a) {
   o.shard_size = a.shard_size;
   o.filter = a.filter == "lanczos" ? ResizeFilter::Lanczos : ResizeFilter::Bicubic;
 
-  const bool tty = ::isatty(STDERR_FILENO);
-  double last_report = -1;
+  ProgressLine line(true, 10.0);
   auto report = [&](const PackProgress& p) {
-    const bool finished = p.done == p.total;
-    if (!tty && !finished && p.seconds - last_report < 10) return;
-    last_report = p.seconds;
     const double rate = p.seconds > 0 ? p.done / p.seconds : 0;
     const double eta = rate > 0 ? (p.total - p.done) / rate : 0;
-    std::fprintf(stderr, "%spack: %lld/%lld images (%lld skipped), %.0f img/s, ETA %s%s",
-                 tty ? "\r" : "", static_cast<long long>(p.done), static_cast<long long>(p.total),
-                 static_cast<long long>(p.skipped), rate, clock(eta).c_str(), tty ? "  " : "\n");
+    char text[160];
+    std::snprintf(text, sizeof text, "pack: %lld/%lld images (%lld skipped), %.0f img/s, ETA %s",
+                  static_cast<long long>(p.done), static_cast<long long>(p.total), static_cast<long long>(p.skipped),
+                  rate, clock_text(eta).c_str());
+    line.update(text, p.done == p.total);
   };
   const PackSummary s = pack_dataset(o, report);
-  if (tty) std::fprintf(stderr, "\n");
+  line.break_line();
   std::printf("packed %lld images (%lld skipped) into %lld shards (%lld already complete), "
               "%.1f MB, in %.1f s -> %s\n",
               static_cast<long long>(s.images), static_cast<long long>(s.skipped),

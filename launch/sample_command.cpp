@@ -4,7 +4,6 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -21,8 +20,9 @@
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/module_options.h"
-#include "training/elapsed_time.h"
 #include "launch/trained_model.h"
+#include "training/elapsed_time.h"
+#include "training/progress_line.h"
 
 namespace vdm {
 namespace {
@@ -59,21 +59,14 @@ std::vector<int64_t> indices_of_rank(int64_t num, int64_t batch, int rank, int w
 std::function<void(int64_t, int64_t)> progress_printer(bool root) {
   if (!root) return {};
   const auto start = SteadyClock::now();
-  auto last = std::make_shared<SteadyClock::time_point>(start);
-  const bool tty = ::isatty(STDERR_FILENO);
+  auto line = std::make_shared<ProgressLine>(root, 30.0);
   return [=](int64_t done, int64_t total) {
-    const auto now = SteadyClock::now();
-    const double elapsed = seconds_between(start, now);
-    const double eta = elapsed / double(done) * double(total - done);
-    if (tty) {
-      std::fprintf(stderr, "\rsampling: %lld/%lld network evaluations  ETA %s   ", static_cast<long long>(done),
-                   static_cast<long long>(total), clock_text(eta).c_str());
-      if (done == total) std::fprintf(stderr, "\n");
-    } else if (seconds_between(*last, now) >= 30.0 && done < total) {
-      *last = now;
-      spdlog::info("sampling: {}/{} network evaluations on rank 0 ({:.0f}%), ETA {}", done, total,
-                   100.0 * double(done) / double(total), clock_text(eta));
-    }
+    const double eta = seconds_between(start, SteadyClock::now()) / double(done) * double(total - done);
+    char text[160];
+    std::snprintf(text, sizeof text, "sampling: %lld/%lld network evaluations on rank 0 (%.0f%%), ETA %s",
+                  static_cast<long long>(done), static_cast<long long>(total), 100.0 * double(done) / double(total),
+                  clock_text(eta).c_str());
+    line->update(text, done == total);
   };
 }
 

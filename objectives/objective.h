@@ -42,6 +42,9 @@ struct LossOutput {
   std::map<std::string, torch::Tensor> terms;
   torch::Tensor lambda;      // [B] float64, the noise levels drawn
   double bpd_per_nat = 0;    // 1 / (D ln 2); bits/dim of a term = its nats * bpd_per_nat
+  // per_sample is a bound on -log p(x) in nats (the VLB), so its bits/dim mean something;
+  // weighted losses and eps-MSE are on other scales.
+  bool likelihood = false;
 };
 
 // The generators a loss draws from. Noise levels come from `levels`, which must be a CPU

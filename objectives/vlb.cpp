@@ -59,6 +59,7 @@ class VlbImpl : public ObjectiveImpl {
                  {"reconstruction", recon.mean().detach()}};
     out.lambda = s.lambda.detach();
     out.bpd_per_nat = bpd_per_nat(D);
+    out.likelihood = true;
     return out;
   }
 

@@ -1,0 +1,127 @@
+// One optimiser step (see train_step.h).
+#include "training/train_step.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <optional>
+
+#include "distributed/watchdog.h"
+#include "objectives/diffusion_terms.h"
+#include "training/autocast.h"
+
+namespace vdm {
+namespace {
+
+// A uniform number in [0, 1) that every rank computes alike for (seed, step, micro-batch):
+// the shared offset that lets the proposal stratify t across the global batch without state.
+double shared_uniform(uint64_t seed, int64_t step, int64_t micro) {
+  const uint64_t z = derive_seed(seed, uint64_t(step) * 1024 + uint64_t(micro), "shared-offset");
+  return double(z >> 11) * 0x1.0p-53;
+}
+
+}  // namespace
+
+TrainStep::TrainStep(TrainStepOptions options, TrainStepParts parts) : o_(options), p_(parts) {
+  if (o_.grad_accum < 1) throw std::invalid_argument("train.grad_accum must be at least 1");
+  // bf16 autocast covers the network's forward and nothing else (see autocast.h): the loss
+  // maths, backward, the optimiser and evaluation run in the parameters' dtype.
+  denoiser_ = [model = p_.model, bf16 = o_.bf16, nhwc = o_.channels_last](
+                  const torch::Tensor& in, const torch::Tensor& c_noise, const torch::Tensor& labels) {
+    AutocastScope autocast(in.device().type(), bf16);
+    return model->forward(nhwc ? in.contiguous(torch::MemoryFormat::ChannelsLast) : in, c_noise, labels);
+  };
+  for (const auto& group : p_.optimizer.param_groups())
+    for (const auto& t : group.params()) params_.push_back(t);
+}
+
+void TrainStep::forward_backward(int64_t step, int64_t micro, const Batch& batch, StepResult& r) {
+  const auto device = params_.empty() ? c10::Device(c10::kCPU) : params_.front().device();
+  auto x = encode_pixels(batch.images).to(device);
+  torch::Tensor labels;
+  if (o_.class_conditional) labels = batch.labels.to(device);
+  ProposalContext ctx{o_.rank, o_.world, shared_uniform(o_.seed, step, micro)};
+  LossOutput out = p_.objective->forward(denoiser_, x, labels, {p_.rng.levels, p_.rng.noise}, ctx);
+  {
+    // All but the last micro-batch only accumulate; the last backward reduces the sum. The
+    // reducer starts its all-reduces inside backward (a blocking one without overlap, and
+    // NCCL's first call connects to the peers), so backward is watched too.
+    std::optional<GradientReducer::NoSyncGuard> no_sync;
+    if (micro + 1 < o_.grad_accum) no_sync.emplace(p_.reducer.no_sync());
+    auto guard = p_.watchdog.watch("backward (gradient all-reduce)", step);
+    (out.loss / double(o_.grad_accum)).backward();
+  }
+  r.micro_batches += 1;
+  r.loss += out.loss.item<double>();
+  for (const auto& [name, value] : out.terms) r.terms[name] += value.item<double>();
+  r.likelihood = out.likelihood;
+  if (out.likelihood) r.bpd += out.per_sample.mean().item<double>() * out.bpd_per_nat;
+  r.sampler = batch.state_after;
+}
+
+void TrainStep::reduce_gradients(int64_t step) {
+  {
+    auto guard = p_.watchdog.watch("gradient all-reduce", step);
+    p_.reducer.finish();
+    // NCCL finishes on the device: wait here, where a failed collective becomes an error that
+    // names it, rather than in the gradient norm's copy to the host, where it would hang.
+    p_.grad_comm.synchronize();
+  }
+  if (auto hist = p_.objective->proposal().pending_histogram(); hist.defined()) {
+    auto guard = p_.watchdog.watch("all_reduce(proposal histogram)", step);
+    p_.host_comm.all_reduce(hist, ReduceOp::Sum);
+    p_.objective->proposal().commit(hist);
+  }
+}
+
+// One device-to-host copy for all parameters, summed in parameter order on the host.
+double TrainStep::global_grad_norm() const {
+  std::vector<torch::Tensor> squares;
+  for (const auto& p : params_)
+    if (p.grad().defined()) squares.push_back(p.grad().to(torch::kFloat64).pow(2).sum());
+  double sq = 0;
+  if (!squares.empty()) {
+    const auto host = torch::stack(squares).to(torch::kCPU).contiguous();
+    for (int64_t i = 0; i < host.numel(); ++i) sq += host.data_ptr<double>()[i];
+  }
+  return std::sqrt(sq);
+}
+
+StepResult TrainStep::run(int64_t step, double lr, const std::function<Batch()>& next_batch) {
+  for (auto& group : p_.optimizer.param_groups()) group.options().set_lr(lr);
+  p_.reducer.zero_grad();  // not optimizer.zero_grad(): see GradientReducer::zero_grad
+  StepResult r;
+  for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
+    const auto wait0 = SteadyClock::now();
+    const Batch batch = next_batch();
+    r.data_wait_s += seconds_between(wait0, SteadyClock::now());
+    forward_backward(step, micro, batch, r);
+  }
+  reduce_gradients(step);
+  // Gradients are identical on every rank after the reduction, so every rank takes the same
+  // decision here without another collective.
+  r.grad_norm = global_grad_norm();
+  r.finite = std::isfinite(r.grad_norm);
+  if (!r.finite) return r;
+  if (o_.grad_clip > 0 && r.grad_norm > o_.grad_clip) {
+    torch::NoGradGuard no_grad;
+    const double scale = o_.grad_clip / (r.grad_norm + 1e-6);
+    for (const auto& p : params_)
+      if (p.grad().defined()) p.mutable_grad().mul_(scale);
+  }
+  p_.optimizer.step();
+  p_.ema->update(*p_.model, step + 1);
+  return r;
+}
+
+bool count_nonfinite(TrainCounters& counters, bool finite, int64_t limit) {
+  if (finite) {
+    counters.nonfinite_in_row = 0;
+    return false;
+  }
+  counters.skipped_steps += 1;
+  counters.nonfinite_in_row += 1;
+  return counters.nonfinite_in_row >= limit;
+}
+
+}  // namespace vdm
