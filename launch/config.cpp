@@ -154,6 +154,11 @@ class Provenance {
     throw ConfigError(where(key, node) + ": " + (key.empty() ? "top level" : key) + ": " + what);
   }
   void record(const std::string& key, const YAML::Node& node) { origins_[key] = where(key, node); }
+  // Where a key that was read came from (the file when it was left at its default).
+  std::string origin(const std::string& key) const {
+    const auto it = origins_.find(key);
+    return it != origins_.end() ? it->second : source_;
+  }
   std::map<std::string, std::string> take_origins() { return std::move(origins_); }
 
  private:
@@ -263,6 +268,12 @@ class Section {
     const bool show = e && e->value.IsScalar();
     prov_.fail(dotted(key), e ? e->value : node_,
                fix + (show ? ", got " + describe(e->value) : ""));
+  }
+  // A rule across keys, blamed on `key` (dotted below this section, e.g. "proposal.name"),
+  // wherever that key was given.
+  void check_rule(bool ok, const std::string& key, const std::string& fix) const {
+    if (ok) return;
+    throw ConfigError(prov_.origin(dotted(key)) + ": " + dotted(key) + ": " + fix);
   }
   void finish() const {
     for (const auto& e : entries_)
@@ -407,6 +418,8 @@ void visit(V& v, ObjectiveOptions& o) {
   v.choose("parameterisation", o.parameterisation, {"eps", "x", "v", "F"});
   v.field("vocab_size", o.vocab_size);
   v.check(o.vocab_size >= 2, "vocab_size", at_least(2));
+  const OptionsProblem problem = check_options(o);  // the objectives' own rules
+  v.check_rule(!problem, problem.key, problem.fix);
 }
 
 template <class V>
@@ -487,6 +500,7 @@ void visit(V& v, DistributedConfig& d) {
   v.check(d.first_bucket_mb > 0, "first_bucket_mb", kPositive);
   v.field("timeout_s", d.timeout_s);
   v.check(d.timeout_s > 0, "timeout_s", kPositive);
+  v.field("find_unused", d.find_unused);
 }
 
 template <class V>
@@ -642,6 +656,7 @@ class Writer {
     nested(key, [&](Writer& sub) { visit(sub, in); });
   }
   void check(bool, const std::string&, const std::string&) const {}
+  void check_rule(bool, const std::string&, const std::string&) const {}
   bool has(const std::string&) const { return true; }
   std::string text() {
     out_ << YAML::EndMap;

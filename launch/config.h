@@ -81,6 +81,7 @@ struct DistributedConfig {
   double bucket_mb = 25;
   double first_bucket_mb = 1;
   double timeout_s = 600;
+  bool find_unused = false;  // parameters without a gradient in a step are reduced as zero
 };
 
 struct SlurmConfig {

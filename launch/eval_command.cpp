@@ -16,6 +16,7 @@
 #include "launch/trained_model.h"
 #include "training/evaluator.h"
 #include "training/metrics_log.h"
+#include "training/run_directory.h"
 
 namespace vdm {
 namespace {
@@ -65,7 +66,7 @@ int run_eval(const EvalArgs& a) {
     record["weights"] = tm.ema ? "ema" : "raw";
     record["source"] = "vdm eval";
     // keep_through_step = max: append, never drop what training wrote.
-    MetricsLog log((fs::path(run_dir) / "eval.jsonl").string(), context.is_root(),
+    MetricsLog log(RunDirectory(run_dir).eval_log(), context.is_root(),
                    std::numeric_limits<int64_t>::max());
     log.write(record);
     if (context.is_root()) std::printf("%s\n", record.dump().c_str());

@@ -12,6 +12,7 @@
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/slurm_script.h"
+#include "training/run_directory.h"
 
 namespace vdm {
 namespace {
@@ -58,9 +59,9 @@ int run_submit(const SubmitArgs& a) {
   }
 
   fs::create_directories(run_dir);
-  if (fs::exists(run_dir / "checkpoints" / "latest"))
+  if (fs::exists(fs::path(RunDirectory(run_dir).checkpoints()) / "latest"))
     spdlog::info("{} holds checkpoints: the job continues from the newest one", run_dir.string());
-  write_file_atomically((run_dir / "config.yaml").string(), cfg.resolved_yaml);
+  write_file_atomically(RunDirectory(run_dir).config(), cfg.resolved_yaml);
   const std::string script_path = (run_dir / "job.sbatch").string();
   write_file_atomically(script_path, script);
   const std::string id = sbatch_submit(script_path);

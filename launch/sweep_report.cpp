@@ -15,6 +15,7 @@
 #include "launch/config.h"
 #include "launch/svg_plot.h"
 #include "objectives/objective.h"
+#include "training/run_directory.h"
 
 namespace vdm {
 namespace {
@@ -61,12 +62,12 @@ std::string csv_field(const std::string& s) {
 }
 
 void read_point(PointResult& p, const fs::path& dir, std::vector<RunConfig>& configs) {
-  if (!fs::is_regular_file(dir / "config.yaml")) {
+  if (!fs::is_regular_file(RunDirectory(dir).config())) {
     p.status = "missing";
     return;
   }
   try {
-    const RunConfig cfg = load_config((dir / "config.yaml").string());
+    const RunConfig cfg = load_config(RunDirectory(dir).config());
     p.steps_total = cfg.train.steps;
     p.objective = describe_objective(cfg.objective);
     configs.push_back(cfg);
@@ -74,7 +75,7 @@ void read_point(PointResult& p, const fs::path& dir, std::vector<RunConfig>& con
     p.status = "bad config";
     return;
   }
-  for (const auto& m : read_jsonl(dir / "metrics.jsonl")) {
+  for (const auto& m : read_jsonl(RunDirectory(dir).metrics())) {
     const double step = number(m, "step"), loss = number(m, "loss");
     if (!std::isfinite(step)) continue;
     p.steps_done = static_cast<long long>(step);
@@ -82,7 +83,7 @@ void read_point(PointResult& p, const fs::path& dir, std::vector<RunConfig>& con
     p.losses.push_back(loss);
     p.final_loss = loss;
   }
-  for (const auto& e : read_jsonl(dir / "eval.jsonl")) {
+  for (const auto& e : read_jsonl(RunDirectory(dir).eval_log())) {
     if (std::isfinite(number(e, "bpd"))) p.bpd = number(e, "bpd");
     if (std::isfinite(number(e, "fid"))) p.fid = number(e, "fid");
   }

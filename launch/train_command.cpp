@@ -14,6 +14,7 @@
 #include "launch/config.h"
 #include "launch/module_options.h"
 #include "training/stop_signal.h"
+#include "training/run_directory.h"
 #include "training/trainer.h"
 #include "vdm_builtin_configs.h"
 
@@ -101,6 +102,7 @@ TrainerOptions trainer_options(const RunConfig& c, const std::string& run_dir, c
   o.eval = evaluator_options(c, run_dir);
   o.reducer.bucket_mb = c.distributed.bucket_mb;
   o.reducer.first_bucket_mb = c.distributed.first_bucket_mb;
+  o.reducer.find_unused = c.distributed.find_unused;
   o.timeout_s = c.distributed.timeout_s;
   o.check_resume = [now = c](const std::string& checkpoint_config) {
     const RunConfig then = parse_config(checkpoint_config, "checkpoint config.yaml");
@@ -131,7 +133,7 @@ int run_train(const TrainArgs& a) {
   return run_or_abort([&] {
     if (context.is_root()) {
       fs::create_directories(run_dir);
-      write_file_atomically((fs::path(run_dir) / "config.yaml").string(), cfg.resolved_yaml);
+      write_file_atomically(RunDirectory(run_dir).config(), cfg.resolved_yaml);
       spdlog::info("run directory {} ({} rank(s), device {})", run_dir, context.world(), context.device().str());
     }
     Trainer trainer(trainer_options(cfg, run_dir, a.resume), context);

@@ -12,6 +12,7 @@
 #include "models/ema.h"
 #include "models/model_presets.h"
 #include "training/checkpoint_store.h"
+#include "training/run_directory.h"
 #include "training/train_state.h"
 
 namespace vdm {
@@ -31,14 +32,14 @@ LoadedCheckpoint find_checkpoint(const std::string& path) {
     CheckpointStore store({fs::absolute(p).parent_path().string()});
     return store.load(path);
   }
-  if (fs::is_directory(p / "checkpoints", ec)) {
-    CheckpointStore store({(p / "checkpoints").string()});
+  if (const std::string dir = RunDirectory(p).checkpoints(); fs::is_directory(dir, ec)) {
+    CheckpointStore store({dir});
     std::vector<std::string> problems;
     if (auto found = store.load_latest_valid(&problems)) {
       for (const auto& problem : problems) spdlog::warn("skipping corrupt checkpoint {}", problem);
       return *found;
     }
-    std::string message = path + ": no complete checkpoint in " + (p / "checkpoints").string();
+    std::string message = path + ": no complete checkpoint in " + dir;
     for (const auto& problem : problems) message += "\n  " + problem;
     throw std::runtime_error(message + "\n(has the run written one yet? checkpoints are written at the end "
                              "of training, every checkpoint.every steps and on preemption)");

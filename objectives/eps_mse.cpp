@@ -14,10 +14,7 @@ class EpsMseImpl : public ObjectiveImpl {
  public:
   EpsMseImpl(ObjectiveOptions options, NoiseSchedule schedule)
       : ObjectiveImpl(std::move(options), std::move(schedule)) {
-    if (options_.proposal.name != "schedule")
-      throw std::invalid_argument("objective eps_mse draws t uniformly through the schedule; "
-                                  "set objective.proposal.name=schedule (or use objective "
-                                  "weighted)");
+    validate(options_);
     monotone_ = is_non_increasing(*this);
   }
 

@@ -59,6 +59,19 @@ torch::Tensor squared_error(const torch::Tensor& eps_hat, const torch::Tensor& e
   return torch::square(eps_hat - eps).flatten(1).sum(1).to(torch::kFloat64);
 }
 
+OptionsProblem check_options(const ObjectiveOptions& o) {
+  if ((o.name == "vlb" || o.name == "eps_mse") && o.proposal.name != "schedule")
+    return {"proposal.name", "objective " + o.name + " draws t through the noise schedule, so its proposal must be "
+                             "'schedule' (got '" + o.proposal.name + "'); set objective.proposal.name=schedule, "
+                             "or objective.name=weighted for a weighted loss under another proposal"};
+  return {};
+}
+
+void validate(const ObjectiveOptions& options) {
+  if (const auto problem = check_options(options))
+    throw std::invalid_argument("objective." + problem.key + ": " + problem.fix);
+}
+
 Objective make_objective(const ObjectiveOptions& options, NoiseSchedule schedule) {
   if (options.name == "vlb") return make_vlb(options, std::move(schedule));
   if (options.name == "eps_mse") return make_eps_mse(options, std::move(schedule));

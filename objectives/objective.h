@@ -97,6 +97,17 @@ class ObjectiveImpl : public torch::nn::Module {
 };
 using Objective = std::shared_ptr<ObjectiveImpl>;
 
+// The rules that tie an objective's options together, checked before anything starts (launch/
+// runs them while reading a config) and again by each objective's constructor. A problem names
+// the key to change, relative to the objective's options ("proposal.name"), and the fix.
+struct OptionsProblem {
+  std::string key, fix;
+  explicit operator bool() const { return !key.empty(); }
+};
+OptionsProblem check_options(const ObjectiveOptions& options);
+// Throws std::invalid_argument("objective.<key>: <fix>") for the first problem.
+void validate(const ObjectiveOptions& options);
+
 // Registry: builds the named objective (vlb | eps_mse | weighted) with its schedule.
 Objective make_objective(const ObjectiveOptions& options, NoiseSchedule schedule);
 Objective make_vlb(const ObjectiveOptions& options, NoiseSchedule schedule);

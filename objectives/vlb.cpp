@@ -15,9 +15,7 @@ class VlbImpl : public ObjectiveImpl {
  public:
   VlbImpl(ObjectiveOptions options, NoiseSchedule schedule)
       : ObjectiveImpl(std::move(options), std::move(schedule)) {
-    if (options_.proposal.name != "schedule")
-      throw std::invalid_argument("objective vlb draws t through the noise schedule; set "
-                                  "objective.proposal.name=schedule (or use objective weighted)");
+    validate(options_);
     minimise_variance_ = schedule_->learned() && schedule_->options().minimise_variance;
     if (minimise_variance_ && options_.timesteps > 0)
       throw std::invalid_argument("schedule.minimise_variance needs continuous time "

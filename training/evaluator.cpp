@@ -20,6 +20,7 @@
 #include "evaluation/image_grid.h"
 #include "training/checkpoint_store.h"
 #include "training/elapsed_time.h"
+#include "training/run_directory.h"
 #include "training/train_state.h"
 
 namespace vdm {
@@ -51,7 +52,7 @@ bool agreed(Communicator* comm, bool root_value) {
 FeatureExtractorPtr feature_extractor(const Run& s) {
   std::string path = s.o.fid_features;
   if (path == "builtin") {
-    path = (fs::path(s.o.run_dir) / "fid_features.pt").string();
+    path = RunDirectory(s.o.run_dir).fid_features();
     if (!agreed(s.comm, fs::exists(path))) {
       std::string error;
       if (s.root) {
@@ -90,7 +91,7 @@ FeatureExtractorPtr feature_extractor(const Run& s) {
 // kept in the run directory (or a given .npz); only rank 0's copy is used.
 GaussianStats reference_stats(const Run& s, FeatureExtractor& extractor) {
   if (!s.o.fid_reference.empty()) return load_stats(s.o.fid_reference);
-  const auto path = (fs::path(s.o.run_dir) / "fid_reference.npz").string();
+  const auto path = RunDirectory(s.o.run_dir).fid_reference();
   if (agreed(s.comm, fs::exists(path))) return s.root ? load_stats(path) : GaussianStats{};
   auto eval_set = open_dataset(s.o.eval_data);
   const FeatureStats stats = dataset_feature_stats(extractor, *eval_set, s.comm, s.ctx.rank, s.ctx.world);
@@ -151,7 +152,7 @@ nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext
     if (o.sample_count > 0) {
       const torch::Tensor all = comm.all_gather(grid_part.contiguous());
       if (s.root) {
-        const auto path = fs::path(o.run_dir) / "samples" / (CheckpointStore::folder_name(step) + ".png");
+        const fs::path path = RunDirectory(o.run_dir).sample_grid(step);
         fs::create_directories(path.parent_path());
         // Small images are enlarged (nearest neighbour) so the grid is easy to look at.
         const int64_t zoom = std::max<int64_t>(1, 64 / r);

@@ -7,8 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
+#include <regex>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <yaml-cpp/yaml.h>
 
 #include "launch/config.h"
 #include "tests/test_support.h"
@@ -235,7 +240,7 @@ TEST(Config, FullConfigParses) {
 
 TEST(Config, ShorthandSections) {
   const RunConfig c = vdm::parse_config(
-      "objective: {weighting: edm, proposal: edm_lognormal}\neval: {fid: false}\n", "s.yaml");
+      "objective: {name: weighted, weighting: edm, proposal: edm_lognormal}\neval: {fid: false}\n", "s.yaml");
   EXPECT_EQ(c.objective.weighting.name, "edm");
   EXPECT_EQ(c.objective.proposal.name, "edm_lognormal");
   EXPECT_FALSE(c.eval.fid);
@@ -449,4 +454,55 @@ TEST(Config, CheckPaths) {
 
   const RunConfig fine = vdm::parse_config("data: {path: " + dir.path.string() + "}\n", "f.yaml");
   EXPECT_NO_THROW(vdm::check_paths(fine));
+}
+
+// Rules across keys that the objectives own (objectives/objective.h: check_options) are applied
+// while the config is read, so `vdm train` refuses them before MPI starts, naming where the
+// offending key came from.
+TEST(Config, ObjectiveCombinationRulesNameTheKey) {
+  expect_contains(error_of([] {
+                    vdm::parse_config("", "q.yaml", {"objective.name=vlb", "objective.proposal.name=adaptive"});
+                  }),
+                  {"command-line override 'objective.proposal.name=adaptive'", "objective.proposal.name:",
+                   "must be 'schedule'", "objective.name=weighted"});
+  expect_contains(file_error("objective:\n  name: eps_mse\n  proposal:\n    name: edm_lognormal\n"),
+                  {"x.yaml:4: objective.proposal.name:", "objective eps_mse"});
+  EXPECT_NO_THROW(vdm::parse_config("", "q.yaml", {"objective.name=weighted", "objective.proposal.name=adaptive"}));
+}
+
+// Every `key.path=value` hint that a message or a doc gives names a key the config accepts:
+// messages that send users to keys that do not exist are how the schema and the code drift.
+TEST(Config, EveryKeyHintInMessagesAndDocsExists) {
+  const RunConfig defaults = vdm::parse_config("", "defaults");
+  std::set<std::string> keys;
+  std::function<void(const YAML::Node&, const std::string&)> walk = [&](const YAML::Node& n, const std::string& path) {
+    if (!path.empty()) keys.insert(path);
+    if (n.IsMap())
+      for (const auto& kv : n) walk(kv.second, path.empty() ? kv.first.Scalar() : path + "." + kv.first.Scalar());
+  };
+  walk(YAML::Load(defaults.resolved_yaml), "");
+  const std::set<std::string> sections{"data", "model", "schedule", "objective", "train",
+                                       "checkpoint", "eval", "distributed", "slurm"};
+  const std::regex hint(R"(\b([a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)=)");
+  int checked = 0;
+  for (const char* folder : {"objectives", "models", "data", "distributed", "training", "evaluation", "launch", "docs",
+                             "configs"}) {
+    for (const auto& entry : fs::recursive_directory_iterator(fs::path(VDM_SOURCE_DIR) / folder)) {
+      const auto ext = entry.path().extension();
+      if (ext != ".cpp" && ext != ".h" && ext != ".md" && ext != ".yaml") continue;
+      std::ifstream in(entry.path());
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      for (std::sregex_iterator it(text.begin(), text.end(), hint), end; it != end; ++it) {
+        const std::string key = (*it)[1];
+        const std::string section = key.substr(0, key.find('.'));
+        if (!sections.count(section)) continue;
+        // slurm.env.NAME and the like: maps whose entries are the user's.
+        const bool user_map = key.rfind("slurm.env.", 0) == 0;
+        EXPECT_TRUE(user_map || keys.count(key)) << entry.path().string() << " mentions " << key
+                                                 << "=..., which is not a config key";
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 20);
 }
