@@ -26,12 +26,7 @@ enum class Mode { Fp32, ChannelsLast, Bf16 };
 
 void run(benchmark::State& state, Case c, Mode mode) {
   torch::manual_seed(0);
-  vdm::ModelOptions mo;
-  mo.preset = c.preset;
-  mo.in_channels = c.channels;
-  mo.resolution = c.resolution;
-  mo.num_classes = c.classes;
-  auto net = vdm::make_model(mo);
+  auto net = vdm::make_model(vdm::model_preset(c.preset, c.channels, c.resolution, c.classes));
   vdm::ObjectiveOptions oo;
   oo.name = "eps_mse";
   auto objective = vdm::make_objective(oo, vdm::make_schedule(vdm::ScheduleOptions{}));

@@ -37,11 +37,7 @@ double median(std::vector<double> v) {
 
 vdm::DenoiserNet build(const char* preset, int64_t channels, int64_t resolution) {
   torch::manual_seed(0);
-  vdm::ModelOptions mo;
-  mo.preset = preset;
-  mo.in_channels = channels;
-  mo.resolution = resolution;
-  return vdm::make_model(mo);
+  return vdm::make_model(vdm::model_preset(preset, channels, resolution));
 }
 
 struct Bandwidth {

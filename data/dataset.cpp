@@ -10,6 +10,16 @@
 
 namespace vdm {
 
+const std::vector<std::string>& data_format_names() {
+  static const std::vector<std::string> names{"idx", "imagefolder", "packed"};
+  return names;
+}
+
+const std::vector<std::string>& on_error_names() {
+  static const std::vector<std::string> names{"skip", "fail"};
+  return names;
+}
+
 DatasetPtr open_dataset(const DataOptions& o) {
   if (o.path.empty()) throw std::runtime_error("data.path is not set; point it at the dataset");
   if (!std::filesystem::exists(o.path))

@@ -40,6 +40,9 @@ using DatasetPtr = std::shared_ptr<const Dataset>;
 
 // Opens the dataset; throws std::runtime_error with the path and the fix when it is missing
 // or malformed (before any work starts).
+// The formats open_dataset reads, and the on_error policies.
+const std::vector<std::string>& data_format_names();
+const std::vector<std::string>& on_error_names();
 DatasetPtr open_dataset(const DataOptions& options);
 
 }  // namespace vdm

@@ -26,20 +26,10 @@ EpsFn make_eps_fn(const Denoiser& denoiser, const Parameterisation& param, torch
     std::vector<int64_t> bshape(z.dim(), 1);
     bshape[0] = n;
     const double a = std::sqrt(1.0 / (1.0 + std::exp(gamma))), s = std::sqrt(1.0 / (1.0 + std::exp(-gamma)));
-    const auto net_options = z.options().dtype(net_dtype);
-    auto zn = z.to(net_dtype);
-    if (guided) zn = torch::cat({zn, zn});
+    const auto zz = guided ? torch::cat({z, z}) : z;
     auto c_noise = noise_conditioning(torch::full({n}, gamma, z.options().dtype(torch::kFloat64)), net_dtype);
-    auto out = denoiser(param.network_input(zn, torch::full(bshape, a, net_options), torch::full(bshape, s, net_options)),
-                        c_noise, y);
-    if (out.sizes() != zn.sizes())
-      throw std::runtime_error("sampler: the denoiser returned shape " + c10::str(out.sizes()) +
-                               " for input " + c10::str(zn.sizes()));
-    // eps_hat in the latent's dtype: the x/v/F conversions divide by alpha or sigma, which would
-    // amplify the rounding of a lower-precision network output.
-    const auto z_options = z.options();
-    auto eps = param.to_eps(out.to(z.scalar_type()), guided ? torch::cat({z, z}) : z, torch::full(bshape, a, z_options),
-                            torch::full(bshape, s, z_options));
+    auto eps = predict_eps(denoiser, param, zz, torch::full(bshape, a, z.options()), torch::full(bshape, s, z.options()),
+                           c_noise, y, net_dtype);
     if (!guided) return eps;
     auto cond = eps.narrow(0, 0, B), uncond = eps.narrow(0, B, B);
     return (1.0 + guidance) * cond - guidance * uncond;

@@ -13,6 +13,12 @@
 #include "evaluation/sample_noise.h"
 
 namespace vdm {
+
+const std::vector<std::string>& sampler_names() {
+  static const std::vector<std::string> names{"ancestral", "ddim", "heun"};
+  return names;
+}
+
 namespace {
 
 void check_options(const SamplingOptions& o) {

@@ -15,6 +15,9 @@
 
 namespace vdm {
 
+// The samplers generate_samples runs.
+const std::vector<std::string>& sampler_names();
+
 struct SamplingOptions {
   std::string sampler = "ancestral";  // ancestral | ddim | heun
   int64_t steps = 256;  // ancestral, ddim: T steps on t = i/T; heun: N noise levels (2N - 1 evals)

@@ -40,6 +40,9 @@ int run_cli(int argc, char** argv) {
   } catch (const ConfigError& e) {
     std::cerr << "vdm: " << e.what() << "\n";
     return 2;
+  } catch (const UsageError& e) {
+    std::cerr << "vdm: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "vdm: error: " << e.what() << "\n";
     return 1;

@@ -19,8 +19,6 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
-const Strings kWeightings = {"elbo",  "sigmoid", "edm", "edm_monotonic", "iddpm",
-                             "v_mse", "min_snr", "p2",  "flow_matching"};
 
 std::string join(const Strings& items) {
   std::string out;
@@ -242,6 +240,22 @@ class Section {
       out[name] = kv.second.IsNull() ? "" : kv.second.Scalar();
     }
   }
+  void field(const std::string& key, std::vector<int64_t>& out) {
+    const YAML::Node* v = take(key);
+    if (!v || v->IsNull()) return;
+    if (!v->IsSequence()) fail(key, "expected a list of integers like [1, 2, 2], got " + describe(*v));
+    out.clear();
+    for (size_t i = 0; i < v->size(); ++i) {
+      const YAML::Node item = (*v)[i];
+      int64_t x = 0;
+      if (!(item.IsScalar() && parse_integer(item.Scalar(), x)))
+        prov_.fail(dotted(key) + "[" + std::to_string(i) + "]", item, "expected an integer, got " + describe(item));
+      out.push_back(x);
+    }
+  }
+  // Reading (this) or writing (Writer): a visit that fills in defaults from a name it has just
+  // read (model.preset) does so only while reading.
+  static constexpr bool reading() { return true; }
   // A string restricted to a fixed set of names.
   void choose(const std::string& key, std::string& out, const Strings& choices) {
     field(key, out);
@@ -327,36 +341,104 @@ std::string at_least(int64_t lo) { return "must be >= " + std::to_string(lo); }
 const char* kPositive = "must be > 0";
 const char* kUnitOpen = "must be in [0, 1)";
 
+// data: the training split's DataOptions, the held-out split's name, and the loader's flips and
+// workers. The other fields of the held-out DataOptions are derived (derive_fields).
 template <class V>
-void visit(V& v, DataConfig& d) {
-  v.choose("format", d.format, {"idx", "imagefolder", "packed"});
+void visit_data(V& v, TrainerOptions& t) {
+  DataOptions& d = t.data;
+  v.choose("format", d.format, data_format_names());
   v.field("path", d.path);
   v.field("resolution", d.resolution);
   v.check(d.resolution >= 1 && d.resolution <= 1024, "resolution", "must be in 1..1024");
   v.field("split", d.split);
   v.check(!d.split.empty(), "split", "must name a split, e.g. train");
-  v.field("eval_split", d.eval_split);
-  v.check(!d.eval_split.empty(), "eval_split", "must name a split, e.g. test");
-  v.field("flip", d.flip);
-  v.field("workers", d.workers);
-  v.check(d.workers >= 0, "workers", at_least(0));
-  v.choose("on_error", d.on_error, {"skip", "fail"});
+  v.field("eval_split", t.eval_data.split);
+  v.check(!t.eval_data.split.empty(), "eval_split", "must name a split, e.g. test");
+  v.field("flip", t.loader.flip);
+  v.field("workers", t.loader.workers);
+  v.check(t.loader.workers >= 0, "workers", at_least(0));
+  v.choose("on_error", d.on_error, on_error_names());
+}
+
+// The image channels of a data format (idx: grayscale; image folders and packed: RGB).
+int64_t format_channels(const std::string& format) { return format == "idx" ? 1 : 3; }
+
+// The keys of each architecture's options. `channels` is the base width of either; 0 keeps the
+// preset's, and a negative dropout the preset's dropout (so configs written before the
+// architecture keys existed read the same).
+template <class V>
+int64_t width_key(V& v, int64_t current) {
+  int64_t width = current;
+  v.field("channels", width);
+  v.check(width >= 0, "channels", "must be >= 0 (0: the preset's width)");
+  return width > 0 ? width : current;
 }
 
 template <class V>
-void visit(V& v, ModelConfig& m) {
-  v.choose("preset", m.preset, {"tiny", "quickstart", "cifar10_vdm", "imagenet64_adm"});
-  v.field("channels", m.channels);
-  v.check(m.channels >= 0, "channels", "must be >= 0 (0: the preset's width)");
-  v.optional("dropout", m.dropout, -1.0);  // absent: the preset's dropout
-  v.check(!v.has("dropout") || (m.dropout >= 0 && m.dropout < 1), "dropout", kUnitOpen);
-  v.field("num_classes", m.num_classes);
-  v.check(m.num_classes >= 0, "num_classes", "must be >= 0 (0: unconditional)");
+double dropout_key(V& v, double current) {
+  double dropout = current;
+  v.field("dropout", dropout);
+  return dropout >= 0 ? dropout : current;
+}
+
+template <class V>
+void visit_arch(V& v, UNetOptions& o) {
+  o.base_channels(width_key(v, o.base_channels()));
+  v.field("channel_mult", o.channel_mult());
+  v.field("num_res_blocks", o.num_res_blocks());
+  v.field("attention_resolutions", o.attention_resolutions());
+  v.field("num_heads", o.num_heads());
+  v.field("head_channels", o.head_channels());
+  o.dropout(dropout_key(v, o.dropout()));
+  v.field("scale_shift", o.scale_shift());
+  v.field("skip_input", o.skip_input());
+}
+
+template <class V>
+void visit_arch(V& v, VdmUNetOptions& o) {
+  o.channels(width_key(v, o.channels()));
+  v.field("num_blocks", o.num_blocks());
+  v.field("num_heads", o.num_heads());
+  o.dropout(dropout_key(v, o.dropout()));
+  v.field("fourier_min", o.fourier_min());
+  v.field("fourier_max", o.fourier_max());
+  v.field("skip_input", o.skip_input());
+}
+
+// model: a preset gives every option a default and any key overrides it; `arch` picks the
+// network, and only its keys are valid. The data's shape comes from data: (derive_fields).
+template <class V>
+void visit_model(V& v, ModelOptions& m, const DataOptions& data) {
+  std::string preset = m.preset;
+  v.choose("preset", preset, model_preset_names());
+  if (V::reading()) m = model_preset(preset, format_channels(data.format), data.resolution);
+  std::string arch = m.arch;
+  v.choose("arch", arch, model_arch_names());
+  m.arch = arch;
+  int64_t classes = num_classes(m);
+  v.field("num_classes", classes);
+  v.check(classes >= 0, "num_classes", "must be >= 0 (0: unconditional)");
+  set_data_shape(m, format_channels(data.format), data.resolution, classes);
+  if (m.arch == "vdm")
+    visit_arch(v, m.vdm);
+  else
+    visit_arch(v, m.adm);
+  if (V::reading()) {
+    try {
+      validate(m);
+    } catch (const std::invalid_argument& e) {
+      // "model.<key>: <fix>" from the model's own validate
+      const std::string what = e.what();
+      const size_t colon = what.find(": ");
+      const std::string key = what.rfind("model.", 0) == 0 && colon != std::string::npos ? what.substr(6, colon - 6) : "arch";
+      v.check_rule(false, key, colon != std::string::npos ? what.substr(colon + 2) : what);
+    }
+  }
 }
 
 template <class V>
 void visit(V& v, ScheduleOptions& o) {
-  v.choose("name", o.name, {"linear", "cosine", "learned"});
+  v.choose("name", o.name, schedule_names());
   v.field("gamma_min", o.gamma_min);
   v.field("gamma_max", o.gamma_max);
   if (v.has("gamma_max"))
@@ -374,7 +456,7 @@ void visit(V& v, ScheduleOptions& o) {
 
 template <class V>
 void visit(V& v, WeightingOptions& w) {
-  v.choose("name", w.name, kWeightings);
+  v.choose("name", w.name, weighting_names());
   v.field("bias", w.bias);
   v.field("k", w.k);
   v.check(w.k > 0, "k", kPositive);
@@ -391,8 +473,8 @@ void visit(V& v, WeightingOptions& w) {
 
 template <class V>
 void visit(V& v, ProposalOptions& p) {
-  v.choose("name", p.name, {"schedule", "edm_lognormal", "adaptive"});
-  v.choose("time_sampling", p.time_sampling, {"iid", "antithetic", "stratified"});
+  v.choose("name", p.name, proposal_names());
+  v.choose("time_sampling", p.time_sampling, time_sampling_names());
   v.field("p_mean", p.p_mean);
   v.field("p_std", p.p_std);
   v.check(p.p_std > 0, "p_std", kPositive);
@@ -410,40 +492,42 @@ void visit(V& v, ProposalOptions& p) {
 
 template <class V>
 void visit(V& v, ObjectiveOptions& o) {
-  v.choose("name", o.name, {"vlb", "eps_mse", "weighted"});
+  v.choose("name", o.name, objective_names());
   v.field("timesteps", o.timesteps);
   v.check(o.timesteps >= 0, "timesteps", "must be >= 0 (0: continuous time)");
   v.section("weighting", o.weighting);
   v.section("proposal", o.proposal);
-  v.choose("parameterisation", o.parameterisation, {"eps", "x", "v", "F"});
+  v.choose("parameterisation", o.parameterisation, parameterisation_names());
   v.field("vocab_size", o.vocab_size);
   v.check(o.vocab_size >= 2, "vocab_size", at_least(2));
   const OptionsProblem problem = check_options(o);  // the objectives' own rules
   v.check_rule(!problem, problem.key, problem.fix);
 }
 
+// train: the trainer's own options, its learning-rate schedule, EMA and loader batch size, and
+// the device (the process context's).
 template <class V>
-void visit(V& v, TrainConfig& t) {
+void visit_train(V& v, TrainerOptions& t, ProcessContextOptions& process) {
   v.field("steps", t.steps);
   v.check(t.steps >= 1, "steps", at_least(1));
-  v.field("batch_size", t.batch_size);
-  v.check(t.batch_size >= 1, "batch_size", at_least(1));
-  v.field("lr", t.lr);
-  v.check(t.lr > 0, "lr", kPositive);
-  v.field("warmup_steps", t.warmup_steps);
-  v.check(t.warmup_steps >= 0, "warmup_steps", at_least(0));
-  v.choose("lr_schedule", t.lr_schedule, {"constant", "linear", "cosine"});
+  v.field("batch_size", t.loader.batch_size);
+  v.check(t.loader.batch_size >= 1, "batch_size", at_least(1));
+  v.field("lr", t.lr.lr);
+  v.check(t.lr.lr > 0, "lr", kPositive);
+  v.field("warmup_steps", t.lr.warmup_steps);
+  v.check(t.lr.warmup_steps >= 0, "warmup_steps", at_least(0));
+  v.choose("lr_schedule", t.lr.shape, lr_schedule_names());
   v.field("grad_clip", t.grad_clip);
   v.check(t.grad_clip >= 0, "grad_clip", "must be >= 0 (0: no clipping)");
-  v.field("ema_decay", t.ema_decay);
-  v.check(t.ema_decay >= 0 && t.ema_decay < 1, "ema_decay", kUnitOpen);
+  v.field("ema_decay", t.ema.decay);
+  v.check(t.ema.decay >= 0 && t.ema.decay < 1, "ema_decay", kUnitOpen);
   v.field("grad_accum", t.grad_accum);
   v.check(t.grad_accum >= 1, "grad_accum", at_least(1));
   v.field("threads", t.threads);
   v.check(t.threads >= 1, "threads", at_least(1));
-  v.choose("device", t.device, {"cpu", "cuda"});
+  v.choose("device", process.device, {"cpu", "cuda"});
   v.field("log_every", t.log_every);
-  v.check(t.log_every >= 0, "log_every", "must be >= 0 (0: off)");
+  v.check(t.log_every >= 0, "log_every", "must be >= 0 (0: every step)");
   v.field("weight_decay", t.weight_decay);
   v.check(t.weight_decay >= 0, "weight_decay", "must be >= 0");
   v.field("adam_beta1", t.adam_beta1);
@@ -457,24 +541,26 @@ void visit(V& v, TrainConfig& t) {
 }
 
 template <class V>
-void visit(V& v, CheckpointConfig& c) {
-  v.field("every", c.every);
-  v.check(c.every >= 0, "every", "must be >= 0 (0: off)");
-  v.field("keep_last", c.keep_last);
-  v.check(c.keep_last >= 1, "keep_last", at_least(1));
-  v.field("keep_every", c.keep_every);
-  v.check(c.keep_every >= 0, "keep_every", "must be >= 0 (0: off)");
+void visit_checkpoint(V& v, TrainerOptions& t) {
+  v.field("every", t.checkpoint_every);
+  v.check(t.checkpoint_every >= 0, "every", "must be >= 0 (0: off)");
+  v.field("keep_last", t.keep_last);
+  v.check(t.keep_last >= 1, "keep_last", at_least(1));
+  v.field("keep_every", t.keep_every);
+  v.check(t.keep_every >= 0, "keep_every", "must be >= 0 (0: off)");
 }
 
+// eval: the evaluator's options (its sampler's and bits/dim's), and how often the trainer runs it.
 template <class V>
-void visit(V& v, EvalConfig& e) {
-  v.field("every", e.every);
-  v.check(e.every >= 0, "every", "must be >= 0 (0: off)");
-  v.field("num_samples", e.num_samples);
-  v.check(e.num_samples >= 0, "num_samples", "must be >= 0 (0: no sample grid)");
-  v.choose("sampler", e.sampler, {"ancestral", "ddim", "heun"});
-  v.field("steps", e.steps);
-  v.check(e.steps >= 1, "steps", at_least(1));
+void visit_eval(V& v, TrainerOptions& t) {
+  EvaluatorOptions& e = t.eval;
+  v.field("every", t.eval_every);
+  v.check(t.eval_every >= 0, "every", "must be >= 0 (0: off)");
+  v.field("num_samples", e.sample_count);
+  v.check(e.sample_count >= 0, "num_samples", "must be >= 0 (0: no sample grid)");
+  v.choose("sampler", e.sampler.sampler, sampler_names());
+  v.field("steps", e.sampler.steps);
+  v.check(e.sampler.steps >= 1, "steps", at_least(1));
   v.field("bpd", e.bpd);
   v.nested("fid", [&](auto& fid) {
     fid.field("enabled", e.fid);
@@ -488,19 +574,20 @@ void visit(V& v, EvalConfig& e) {
   });
   v.field("batch_size", e.batch_size);
   v.check(e.batch_size >= 1, "batch_size", at_least(1));
-  v.field("bpd_samples", e.bpd_samples);
-  v.check(e.bpd_samples >= 0, "bpd_samples", "must be >= 0 (0: the whole split)");
+  v.field("bpd_samples", e.bpd_options.max_samples);
+  v.check(e.bpd_options.max_samples >= 0, "bpd_samples", "must be >= 0 (0: the whole split)");
 }
 
+// distributed: the gradient reducer's options and the collective watchdog's timeout.
 template <class V>
-void visit(V& v, DistributedConfig& d) {
-  v.field("bucket_mb", d.bucket_mb);
-  v.check(d.bucket_mb > 0, "bucket_mb", kPositive);
-  v.field("first_bucket_mb", d.first_bucket_mb);
-  v.check(d.first_bucket_mb > 0, "first_bucket_mb", kPositive);
-  v.field("timeout_s", d.timeout_s);
-  v.check(d.timeout_s > 0, "timeout_s", kPositive);
-  v.field("find_unused", d.find_unused);
+void visit_distributed(V& v, TrainerOptions& t) {
+  v.field("bucket_mb", t.reducer.bucket_mb);
+  v.check(t.reducer.bucket_mb > 0, "bucket_mb", kPositive);
+  v.field("first_bucket_mb", t.reducer.first_bucket_mb);
+  v.check(t.reducer.first_bucket_mb > 0, "first_bucket_mb", kPositive);
+  v.field("timeout_s", t.timeout_s);
+  v.check(t.timeout_s > 0, "timeout_s", kPositive);
+  v.field("find_unused", t.reducer.find_unused);
 }
 
 template <class V>
@@ -545,15 +632,38 @@ void visit(V& v, RunConfig& c) {
   v.field("seed", seed);
   v.check(seed >= 0, "seed", at_least(0));
   c.seed = static_cast<uint64_t>(seed);
-  v.section("data", c.data);
-  v.section("model", c.model);
-  v.section("schedule", c.schedule);
-  v.section("objective", c.objective);
-  v.section("train", c.train);
-  v.section("checkpoint", c.checkpoint);
-  v.section("eval", c.eval);
-  v.section("distributed", c.distributed);
+  TrainerOptions& t = c.train;
+  v.nested("data", [&](auto& d) { visit_data(d, t); });
+  v.nested("model", [&](auto& m) { visit_model(m, t.model, t.data); });
+  v.section("schedule", t.schedule);
+  v.section("objective", t.objective);
+  v.nested("train", [&](auto& s) { visit_train(s, t, c.process); });
+  v.nested("checkpoint", [&](auto& s) { visit_checkpoint(s, t); });
+  v.nested("eval", [&](auto& s) { visit_eval(s, t); });
+  v.nested("distributed", [&](auto& s) { visit_distributed(s, t); });
   v.section("slurm", c.slurm);
+}
+
+// The fields that follow from others, filled in once after reading: the seed everywhere it is
+// used, the held-out split's DataOptions (the training split's but for its name), the data's
+// channel count, and the evaluator's copies of what it shares with training.
+void derive_fields(RunConfig& c) {
+  TrainerOptions& t = c.train;
+  t.seed = c.seed;
+  t.data.channels = format_channels(t.data.format);
+  const std::string eval_split = t.eval_data.split;
+  t.eval_data = t.data;
+  t.eval_data.split = eval_split;
+  t.loader.seed = c.seed;
+  t.loader.on_error = t.data.on_error;
+  t.lr.total_steps = t.steps;
+  EvaluatorOptions& e = t.eval;
+  e.seed = c.seed;
+  e.data = t.data;
+  e.eval_data = t.eval_data;
+  e.num_classes = num_classes(t.model);
+  e.bpd_options.batch_size = e.batch_size;
+  e.bpd_options.seed = c.seed;
 }
 
 RunConfig read_run(const YAML::Node& root, Provenance& prov) {
@@ -561,6 +671,7 @@ RunConfig read_run(const YAML::Node& root, Provenance& prov) {
   Section s(prov, root, "");
   visit(s, c);
   s.finish();
+  derive_fields(c);
   return c;
 }
 
@@ -626,6 +737,12 @@ class Writer {
     out_ << YAML::Key << key << YAML::Value << format_number(v);
   }
   void field(const std::string& key, bool v) { out_ << YAML::Key << key << YAML::Value << v; }
+  void field(const std::string& key, const std::vector<int64_t>& v) {
+    out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (int64_t x : v) out_ << x;
+    out_ << YAML::EndSeq;
+  }
+  static constexpr bool reading() { return false; }
   void field(const std::string& key, const Strings& v) {
     out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (const auto& item : v) str(item);
@@ -743,15 +860,15 @@ void check_paths(const RunConfig& cfg) {
                       (relative ? " (relative to " + describe_cwd() + ")" : "") +
                       "; fix the path or override it with " + key + "=PATH");
   };
-  if (cfg.data.path.empty())
+  if (cfg.train.data.path.empty())
     throw ConfigError(origin("data.path") +
                       ": data.path: not set; set it to the dataset location (for format idx: "
                       "the folder with the *-ubyte files, e.g. "
                       "/usr/share/datasets/fashion-mnist) or add data.path=DIR");
-  require_exists("data.path", cfg.data.path);
-  if (!cfg.eval.fid_features.empty() && cfg.eval.fid_features != "builtin")
-    require_exists("eval.fid.features", cfg.eval.fid_features);
-  if (!cfg.eval.fid_reference.empty()) require_exists("eval.fid.reference", cfg.eval.fid_reference);
+  require_exists("data.path", cfg.train.data.path);
+  if (!cfg.train.eval.fid_features.empty() && cfg.train.eval.fid_features != "builtin")
+    require_exists("eval.fid.features", cfg.train.eval.fid_features);
+  if (!cfg.train.eval.fid_reference.empty()) require_exists("eval.fid.reference", cfg.train.eval.fid_reference);
 }
 
 }  // namespace vdm

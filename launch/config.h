@@ -10,78 +10,14 @@
 #include <string>
 #include <vector>
 
-#include "objectives/objective.h"
+#include "distributed/process_context.h"
+#include "training/trainer.h"
 
 namespace vdm {
 
 // what() is the complete message for the user; callers print it as is.
 struct ConfigError : std::runtime_error {
   using runtime_error::runtime_error;
-};
-
-struct DataConfig {
-  std::string format = "idx";  // idx | imagefolder | packed
-  std::string path;
-  int64_t resolution = 32;
-  std::string split = "train";
-  std::string eval_split = "test";
-  bool flip = true;
-  int64_t workers = 2;
-  std::string on_error = "skip";  // skip | fail: what an undecodable image does
-};
-
-struct ModelConfig {
-  std::string preset = "tiny";  // tiny | quickstart | cifar10_vdm | imagenet64_adm
-  int64_t channels = 0;         // 0: the preset's width
-  double dropout = -1.0;        // < 0: the preset's dropout
-  int64_t num_classes = 0;  // 0: unconditional
-};
-
-struct TrainConfig {
-  int64_t steps = 1000;
-  int64_t batch_size = 64;
-  double lr = 2e-4;
-  int64_t warmup_steps = 0;
-  std::string lr_schedule = "constant";  // constant | linear | cosine
-  double grad_clip = 1.0;                // 0: off
-  double ema_decay = 0.9999;
-  int64_t grad_accum = 1;
-  int64_t threads = 1;
-  std::string device = "cpu";  // cpu | cuda
-  int64_t log_every = 10;
-  double weight_decay = 0.0;       // AdamW's decoupled decay
-  double adam_beta1 = 0.9;
-  double adam_beta2 = 0.99;        // VDM's choice; PyTorch's default is 0.999
-  bool bf16 = false;               // bf16 autocast of the network's forward (CPU or CUDA)
-  bool channels_last = false;      // NHWC weights and activations (GPU convolutions in bf16 want it)
-  int64_t max_nonfinite_steps = 10;  // K non-finite steps in a row: checkpoint and stop
-};
-
-struct CheckpointConfig {
-  int64_t every = 0;  // 0: off (as for every periodic action)
-  int64_t keep_last = 3;
-  int64_t keep_every = 0;
-};
-
-struct EvalConfig {
-  int64_t every = 0;
-  int64_t num_samples = 64;
-  std::string sampler = "ancestral";  // ancestral | ddim | heun
-  int64_t steps = 256;
-  bool bpd = true;
-  bool fid = false;          // eval.fid.enabled
-  std::string fid_features;  // eval.fid.features: a TorchScript file, or "builtin" (trained on the data)
-  int64_t fid_samples = 1000;  // eval.fid.num_samples: generated images per FID
-  std::string fid_reference;   // eval.fid.reference: .npz stats; "" = the eval split's, computed once
-  int64_t batch_size = 64;
-  int64_t bpd_samples = 0;  // held-out images for bits/dim; 0: the whole split
-};
-
-struct DistributedConfig {
-  double bucket_mb = 25;
-  double first_bucket_mb = 1;
-  double timeout_s = 600;
-  bool find_unused = false;  // parameters without a gradient in a step are reduced as zero
 };
 
 struct SlurmConfig {
@@ -104,17 +40,16 @@ struct SlurmConfig {
   int64_t max_requeues = 50;
 };
 
+// The YAML sections map onto the modules' own options (docs/design.md §8 lists every key):
+// data:, model:, schedule:, objective:, train:, checkpoint:, eval: and distributed: are read
+// straight into `train` (TrainerOptions and the options structs it holds), train.device into
+// `process`, slurm: into `slurm`. Derived fields (the data's channel count in the model and the
+// datasets, the held-out split's DataOptions, seeds) are filled in after reading.
 struct RunConfig {
   std::string name = "run";
   uint64_t seed = 0;
-  DataConfig data;
-  ModelConfig model;
-  ScheduleOptions schedule;
-  ObjectiveOptions objective;
-  TrainConfig train;
-  CheckpointConfig checkpoint;
-  EvalConfig eval;
-  DistributedConfig distributed;
+  TrainerOptions train;           // run_dir, resume, config_text and check_resume: set by vdm train
+  ProcessContextOptions process;  // train.device
   SlurmConfig slurm;
 
   std::string source;         // config file path ("" for built-in)

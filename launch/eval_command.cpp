@@ -12,7 +12,6 @@
 #include "distributed/process_context.h"
 #include "launch/commands.h"
 #include "launch/config.h"
-#include "launch/module_options.h"
 #include "launch/trained_model.h"
 #include "training/evaluator.h"
 #include "training/metrics_log.h"
@@ -38,7 +37,7 @@ std::string run_dir_of(const std::string& source) {
 
 int run_eval(const EvalArgs& a) {
   if (!fs::exists(a.source))
-    throw ConfigError("vdm eval: " + a.source + " does not exist; give a run directory or a checkpoint folder");
+    throw UsageError("vdm eval: " + a.source + " does not exist; give a run directory or a checkpoint folder");
   ProcessContext context(nullptr, nullptr, {});
   configure_rank_logging(context.rank(), context.world());
   return run_or_abort([&] {
@@ -46,7 +45,8 @@ int run_eval(const EvalArgs& a) {
     const RunConfig& cfg = tm.config;
     const std::string run_dir = run_dir_of(a.source);
     torch::set_num_threads(int(a.threads > 0 ? a.threads : cfg.train.threads));
-    EvaluatorOptions eo = evaluator_options(cfg, run_dir);
+    EvaluatorOptions eo = cfg.train.eval;
+    eo.run_dir = run_dir;
     if (a.bpd || a.fid) {  // only what was asked for
       eo.bpd = a.bpd;
       eo.fid = a.fid;
@@ -55,7 +55,7 @@ int run_eval(const EvalArgs& a) {
     if (!a.features.empty()) eo.fid_features = a.features;
     if (a.num_samples > 0) eo.fid_samples = a.num_samples;
     if (eo.fid && eo.fid_features.empty())
-      throw ConfigError("vdm eval --fid: the run's config has no eval.fid.features; give --features PATH "
+      throw UsageError("vdm eval --fid: the run's config has no eval.fid.features; give --features PATH "
                         "(a TorchScript feature net) or --features builtin");
     const auto comm = make_host_communicator();
     if (context.is_root())

@@ -23,7 +23,6 @@
 #include "evaluation/npz.h"
 #include "launch/commands.h"
 #include "launch/config.h"
-#include "launch/module_options.h"
 #include "vdm_builtin_configs.h"
 
 namespace vdm {
@@ -53,16 +52,16 @@ auto as_config_error(F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const NpzError& e) {
-    throw ConfigError(e.what());
+    throw UsageError(e.what());
   } catch (const FeatureExtractorError& e) {
-    throw ConfigError(e.what());
+    throw UsageError(e.what());
   }
 }
 
 // Loaded on the CPU before MPI starts, so a wrong file ends with one message, not an MPI_Abort.
 std::shared_ptr<TorchScriptFeatureExtractor> load_extractor(const EncodeArgs& e, const std::string& why) {
   if (e.features.empty())
-    throw ConfigError(why + " needs a feature network: add --features PATH (or --inception PATH; "
+    throw UsageError(why + " needs a feature network: add --features PATH (or --inception PATH; "
                       "NVlabs' inception-2015-12-05.pt, or a file from `vdm fid-features train`)");
   if (e.threads > 0) torch::set_num_threads(int(e.threads));
   return as_config_error([&] { return std::make_shared<TorchScriptFeatureExtractor>(e.features); });
@@ -72,7 +71,7 @@ void check_dims(FeatureExtractor& extractor, const std::string& features_path, c
                 const std::string& ref_path) {
   const int64_t d = as_config_error([&] { return extractor.dims(); });
   if (d != ref.dims())
-    throw ConfigError("feature network " + features_path + " gives " + std::to_string(d) +
+    throw UsageError("feature network " + features_path + " gives " + std::to_string(d) +
                       "-d features, but " + ref_path + " holds " + std::to_string(ref.dims()) +
                       "-d statistics; both sides of an FID must come from the same network "
                       "(2048-d: Inception, as in pytorch-fid and EDM reference files)");
@@ -116,12 +115,12 @@ int run_fid(const FidArgs& args) {
   std::optional<GaussianStats> stats[2];
   for (int i = 0; i < 2; ++i) {
     if (!fs::exists(paths[i]))
-      throw ConfigError(paths[i] + " does not exist; give an .npz statistics file or a folder of images");
+      throw UsageError(paths[i] + " does not exist; give an .npz statistics file or a folder of images");
     if (!fs::is_directory(paths[i])) stats[i] = as_config_error([&] { return load_stats(paths[i]); });
   }
   if (stats[0] && stats[1]) {
     if (stats[0]->dims() != stats[1]->dims())
-      throw ConfigError(paths[0] + " holds " + std::to_string(stats[0]->dims()) + "-d statistics and " +
+      throw UsageError(paths[0] + " holds " + std::to_string(stats[0]->dims()) + "-d statistics and " +
                         paths[1] + " " + std::to_string(stats[1]->dims()) + "-d; both must come "
                         "from the same feature network");
     // Clamped: identical inputs give 0 up to rounding, which may fall just below it.
@@ -138,7 +137,7 @@ int run_fid(const FidArgs& args) {
     try {
       files[i] = list_image_files(paths[i]);
     } catch (const std::runtime_error& e) {
-      throw ConfigError(e.what());
+      throw UsageError(e.what());
     }
   }
   return with_ranks(args.encode, *extractor, [&](int rank, int world, Communicator* comm) {
@@ -174,14 +173,10 @@ RunConfig load_any_config(const std::string& path, const std::vector<std::string
   return load_config(path, overrides);
 }
 
+// The config's dataset, with another split when one is named.
 DataOptions data_options(const RunConfig& cfg, const std::string& split) {
-  DataOptions d;
-  d.format = cfg.data.format;
-  d.path = cfg.data.path;
-  d.resolution = cfg.data.resolution;
-  d.split = split.empty() ? cfg.data.split : split;
-  d.channels = data_channels(cfg.data);
-  d.on_error = cfg.data.on_error;
+  DataOptions d = cfg.train.data;
+  if (!split.empty()) d.split = split;
   return d;
 }
 
@@ -197,26 +192,26 @@ int run_fid_stats(const StatsArgs& args) {
     try {
       dataset = open_dataset(d);
     } catch (const std::runtime_error& e) {
-      throw ConfigError(e.what());
+      throw UsageError(e.what());
     }
   } else {
     if (args.positional.size() != 1)
-      throw ConfigError("vdm fid-stats: give one SOURCE (a folder of images), or --config CONFIG "
+      throw UsageError("vdm fid-stats: give one SOURCE (a folder of images), or --config CONFIG "
                         "[key=value ...] for a config's dataset");
     source = args.positional[0];
     if (!fs::is_directory(source))
-      throw ConfigError(source + " is not a folder of images; for a dataset in idx or packed "
+      throw UsageError(source + " is not a folder of images; for a dataset in idx or packed "
                         "format use --config CONFIG (and --split)");
     try {
       files = list_image_files(source);
     } catch (const std::runtime_error& e) {
-      throw ConfigError(e.what());
+      throw UsageError(e.what());
     }
   }
   auto extractor = load_extractor(args.encode, "vdm fid-stats");
   const auto out_dir = fs::path(args.out).parent_path();
   if (!out_dir.empty() && !fs::is_directory(out_dir))
-    throw ConfigError("--out " + args.out + ": folder " + out_dir.string() + " does not exist");
+    throw UsageError("--out " + args.out + ": folder " + out_dir.string() + " does not exist");
   return with_ranks(args.encode, *extractor, [&](int rank, int world, Communicator* comm) {
     FeatureEncodingOptions eo;
     eo.batch_size = args.encode.batch_size;
@@ -253,16 +248,16 @@ int run_features_train(FeaturesTrainArgs args) {
   check_paths(cfg);
   const auto out_dir = fs::path(args.out).parent_path();
   if (!out_dir.empty() && !fs::is_directory(out_dir))
-    throw ConfigError("--out " + args.out + ": folder " + out_dir.string() + " does not exist");
+    throw UsageError("--out " + args.out + ": folder " + out_dir.string() + " does not exist");
   DatasetPtr train, held_out;
   try {
-    train = open_dataset(data_options(cfg, cfg.data.split));
-    held_out = open_dataset(data_options(cfg, cfg.data.eval_split));
+    train = open_dataset(cfg.train.data);
+    held_out = open_dataset(cfg.train.eval_data);
   } catch (const std::runtime_error& e) {
-    throw ConfigError(e.what());
+    throw UsageError(e.what());
   }
   if (train->num_classes() < 2)
-    throw ConfigError(cfg.data.path + ": the dataset has no class labels; the feature network "
+    throw UsageError(cfg.train.data.path + ": the dataset has no class labels; the feature network "
                       "learns by classifying (idx, or an image folder with one folder per class)");
   torch::set_num_threads(int(args.threads > 0 ? args.threads : cfg.train.threads));
   args.net.channels = train->channels();
@@ -271,7 +266,7 @@ int run_features_train(FeaturesTrainArgs args) {
   args.net.seed = cfg.seed;
   args.train.seed = cfg.seed;
   spdlog::info("training the feature network on {} ({} images, {} classes, {} px, {} channel(s)) for {} steps",
-               cfg.data.path, train->size(), args.net.num_classes, args.net.resolution,
+               cfg.train.data.path, train->size(), args.net.num_classes, args.net.resolution,
                args.net.channels, args.train.steps);
   FeatureNet net(args.net);
   const auto r = train_feature_net(net, *train, held_out.get(), args.train, [&](int64_t step, double loss) {
@@ -283,7 +278,7 @@ int run_features_train(FeaturesTrainArgs args) {
               static_cast<long long>(args.net.resolution), static_cast<long long>(args.net.channels),
               static_cast<long long>(args.train.steps), r.seconds, r.final_loss);
   std::printf("held-out accuracy: %.4f (%lld images of split %s)\n", r.accuracy,
-              static_cast<long long>(r.eval_samples), cfg.data.eval_split.c_str());
+              static_cast<long long>(r.eval_samples), cfg.train.eval_data.split.c_str());
   return 0;
 }
 

@@ -3,6 +3,7 @@
 // and draws w and p in an SVG. `vdm inspect model CONFIG`: the network's size and cost. Both
 // build their piece exactly as training would.
 #include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -14,9 +15,8 @@
 
 #include "launch/commands.h"
 #include "launch/config.h"
-#include "launch/module_options.h"
 #include "data/atomic_file.h"
-#include "launch/svg_plot.h"
+#include "report/svg_plot.h"
 #include "models/model_presets.h"
 #include "objectives/objective.h"
 
@@ -71,7 +71,7 @@ void inspect_objective(const InspectArgs& args) {
   RunConfig cfg = load_config(args.config, args.overrides);
   Objective objective;
   try {
-    objective = make_objective(cfg.objective, make_schedule(cfg.schedule));
+    objective = make_objective(cfg.train.objective, make_schedule(cfg.train.schedule));
   } catch (const std::invalid_argument& e) {
     throw ConfigError(args.config + ": " + e.what());
   }
@@ -103,7 +103,7 @@ void inspect_objective(const InspectArgs& args) {
   std::cout << csv.str() << std::flush;
   if (!args.csv.empty()) write_file_atomically(args.csv, csv.str());
 
-  std::cerr << describe(cfg.objective, cfg.schedule) << ": w(lambda) is "
+  std::cerr << describe(cfg.train.objective, cfg.train.schedule) << ": w(lambda) is "
             << (monotone ? "monotone (non-increasing), so the loss is an ELBO of noise-augmented "
                            "data (Kingma & Gao 2023)"
                          : "not monotone, so the loss is not an ELBO")
@@ -117,7 +117,7 @@ void inspect_objective(const InspectArgs& args) {
       return v;
     };
     PlotOptions po;
-    po.title = describe(cfg.objective, cfg.schedule) + (monotone ? " (monotone)" : " (not monotone)");
+    po.title = describe(cfg.train.objective, cfg.train.schedule) + (monotone ? " (monotone)" : " (not monotone)");
     po.x_label = "lambda = log SNR";
     po.y_label = "value / max over the grid";
     write_file_atomically(args.plot, render_svg_plot({{"w(lambda)", grid, normalised(wv), false},
@@ -127,16 +127,15 @@ void inspect_objective(const InspectArgs& args) {
   }
 }
 
+// The resolved model: section (the preset's defaults with every override applied), then the
+// network built from it. The config layer has already validated the architecture.
 void inspect_model(const InspectArgs& args) {
   RunConfig cfg = load_config(args.config, args.overrides);
-  DenoiserNet net;
-  try {
-    net = make_model(model_options(cfg));
-  } catch (const std::invalid_argument& e) {
-    throw ConfigError(args.config + ": model.preset=" + cfg.model.preset +
-                      " with data.resolution=" + std::to_string(cfg.data.resolution) + ": " +
-                      e.what());
-  }
+  const YAML::Node model = YAML::Load(cfg.resolved_yaml)["model"];
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "model" << YAML::Value << model << YAML::EndMap;
+  std::cout << out.c_str() << "\n";
+  const DenoiserNet net = make_model(cfg.train.model);
   std::cout << net->summary() << "\n";
   std::cout << "parameters: " << net->parameter_count() << "\n";
   std::cout << "forward GFLOP per image: " << net->flops_per_image() / 1e9 << "\n";

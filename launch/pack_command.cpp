@@ -32,7 +32,7 @@ std::string guess_format(const std::string& source) {
 
 void run_pack(const PackArgs& a) {
   if (!std::filesystem::exists(a.source))
-    throw ConfigError("vdm pack: source " + a.source + " does not exist; give an image folder "
+    throw UsageError("vdm pack: source " + a.source + " does not exist; give an image folder "
                       "(root/<class>/<images>) or a folder of idx files");
   PackOptions o;
   o.source.format = a.format.empty() ? guess_format(a.source) : a.format;

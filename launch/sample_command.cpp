@@ -19,7 +19,6 @@
 #include "evaluation/sample_generator.h"
 #include "launch/commands.h"
 #include "launch/config.h"
-#include "launch/module_options.h"
 #include "launch/trained_model.h"
 #include "training/elapsed_time.h"
 #include "training/progress_line.h"
@@ -99,22 +98,22 @@ int run_sample(const SampleArgs& a, bool steps_given, bool device_given) {
   if (!(a.guidance >= 0)) throw CLI::ValidationError("--guidance", "must be >= 0");
   const TrainedModel tm = load_trained_model(a.source, a.ema);
   const RunConfig& cfg = tm.config;
-  const int64_t num_classes = cfg.model.num_classes;
+  const int64_t num_classes = vdm::num_classes(cfg.train.model);
   if (a.class_label >= 0 && num_classes == 0)
-    throw ConfigError("--class " + std::to_string(a.class_label) + ": the model in " + tm.checkpoint +
+    throw UsageError("--class " + std::to_string(a.class_label) + ": the model in " + tm.checkpoint +
                       " is unconditional (model.num_classes = 0)");
   if (a.class_label >= num_classes && num_classes > 0)
-    throw ConfigError("--class " + std::to_string(a.class_label) + ": the model knows classes 0.." +
+    throw UsageError("--class " + std::to_string(a.class_label) + ": the model knows classes 0.." +
                       std::to_string(num_classes - 1));
   if (a.guidance > 0 && num_classes == 0)
-    throw ConfigError("--guidance needs a class-conditional model; the model in " + tm.checkpoint +
+    throw UsageError("--guidance needs a class-conditional model; the model in " + tm.checkpoint +
                       " is unconditional (model.num_classes = 0)");
 
   SamplingOptions so;
   so.sampler = a.sampler;
   // Without --steps: the run's own eval.steps for its eval.sampler, else each sampler's usual count.
   so.steps = steps_given ? a.steps
-             : a.sampler == cfg.eval.sampler ? cfg.eval.steps
+             : a.sampler == cfg.train.eval.sampler.sampler ? cfg.train.eval.sampler.steps
              : a.sampler == "heun"           ? 18
                                              : 256;
   if (so.sampler == "heun" && so.steps < 2)
@@ -129,8 +128,8 @@ int run_sample(const SampleArgs& a, bool steps_given, bool device_given) {
   so.seed = a.seed;
   so.batch_size = a.batch;
 
-  ProcessContextOptions po;
-  po.device = device_given ? a.device : cfg.train.device;
+  ProcessContextOptions po = cfg.process;
+  if (device_given) po.device = a.device;
   ProcessContext context(nullptr, nullptr, po);
   configure_rank_logging(context.rank(), context.world());
   return run_or_abort([&] {
@@ -152,7 +151,7 @@ int run_sample(const SampleArgs& a, bool steps_given, bool device_given) {
       labels = a.class_label >= 0 ? torch::full_like(labels, a.class_label) : labels.remainder(num_classes);
     }
     so.progress = progress_printer(root);
-    const int64_t channels = data_channels(cfg.data), res = cfg.data.resolution;
+    const int64_t channels = cfg.train.data.channels, res = cfg.train.data.resolution;
     DenoiserNet model = tm.model;
     Denoiser denoiser = [model](const torch::Tensor& in, const torch::Tensor& c, const torch::Tensor& y) {
       return model->forward(in, c, y);

@@ -35,7 +35,7 @@ int run_submit(const SubmitArgs& a) {
   std::error_code ec;
   if (a.positional.empty() ||
       (a.positional.front().find('=') != std::string::npos && !fs::is_regular_file(a.positional.front(), ec)))
-    throw ConfigError("vdm submit: give the config file first, e.g. vdm submit configs/quickstart.yaml "
+    throw UsageError("vdm submit: give the config file first, e.g. vdm submit configs/quickstart.yaml "
                       "train.steps=1000");
   const std::vector<std::string> overrides(a.positional.begin() + 1, a.positional.end());
   const RunConfig cfg = load_config(a.positional.front(), overrides);

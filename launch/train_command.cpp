@@ -2,6 +2,7 @@
 // onto TrainerOptions, prepares the run directory, and runs the Trainer on every MPI rank. With
 // no CONFIG it trains the built-in quickstart (configs/quickstart.yaml, compiled in).
 #include <CLI/CLI.hpp>
+#include <yaml-cpp/yaml.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -12,7 +13,6 @@
 #include "distributed/process_context.h"
 #include "launch/commands.h"
 #include "launch/config.h"
-#include "launch/module_options.h"
 #include "training/stop_signal.h"
 #include "training/run_directory.h"
 #include "training/trainer.h"
@@ -43,67 +43,41 @@ RunConfig load_train_config(const TrainArgs& a) {
 
 // The settings a checkpoint cannot be continued under: they change parameter shapes, or what
 // the stored parameters mean. Everything else (steps, lr, batch size, ...) may change on resume.
+// The architecture is every key of model: but the preset's name (the keys decide), compared in
+// the resolved YAML, so a key added to the model is covered without being listed here.
 std::vector<std::string> resume_breaking_differences(const RunConfig& now, const RunConfig& then) {
-  std::vector<std::string> out;
-  auto cmp = [&](const std::string& key, const auto& a, const auto& b) {
-    if (a == b) return;
-    std::ostringstream line;
-    line << key << ": checkpoint " << b << ", now " << a;
-    out.push_back(line.str());
+  const YAML::Node a = YAML::Load(now.resolved_yaml), b = YAML::Load(then.resolved_yaml);
+  auto text = [](const YAML::Node& n) {
+    YAML::Emitter e;
+    e << YAML::Flow << n;
+    return std::string(n.IsDefined() ? e.c_str() : "(none)");
   };
-  cmp("model.preset", now.model.preset, then.model.preset);
-  cmp("model.channels", now.model.channels, then.model.channels);
-  cmp("model.num_classes", now.model.num_classes, then.model.num_classes);
-  cmp("data.format (image channels)", data_channels(now.data), data_channels(then.data));
-  cmp("data.resolution", now.data.resolution, then.data.resolution);
-  cmp("schedule.name", now.schedule.name, then.schedule.name);
-  cmp("schedule.hidden", now.schedule.hidden, then.schedule.hidden);
-  cmp("objective.parameterisation", now.objective.parameterisation, then.objective.parameterisation);
-  cmp("objective.proposal.name", now.objective.proposal.name, then.objective.proposal.name);
-  cmp("objective.proposal.bins", now.objective.proposal.bins, then.objective.proposal.bins);
+  std::vector<std::string> out;
+  auto cmp = [&](const std::string& key, const std::string& x, const std::string& y) {
+    if (x != y) out.push_back(key + ": checkpoint " + y + ", now " + x);
+  };
+  auto at = [](const YAML::Node& root, const std::string& section, const std::string& key) {
+    return YAML::Node(root[section])[key];
+  };
+  for (const auto& kv : a["model"])
+    if (kv.first.Scalar() != "preset")
+      cmp("model." + kv.first.Scalar(), text(kv.second), text(at(b, "model", kv.first.Scalar())));
+  cmp("data.format (image channels)", std::to_string(now.train.data.channels), std::to_string(then.train.data.channels));
+  for (const auto& [section, key] : std::vector<std::pair<std::string, std::string>>{
+           {"data", "resolution"}, {"schedule", "name"}, {"schedule", "hidden"}, {"objective", "parameterisation"}})
+    cmp(section + "." + key, text(at(a, section, key)), text(at(b, section, key)));
+  for (const char* key : {"name", "bins"})
+    cmp(std::string("objective.proposal.") + key, text(a["objective"]["proposal"][key]),
+        text(b["objective"]["proposal"][key]));
   return out;
 }
 
 TrainerOptions trainer_options(const RunConfig& c, const std::string& run_dir, const std::string& resume) {
-  TrainerOptions o;
-  o.seed = c.seed;
+  TrainerOptions o = c.train;
   o.run_dir = run_dir;
+  o.eval.run_dir = run_dir;
   o.config_text = c.resolved_yaml;
-  o.model = model_options(c);
-  o.schedule = c.schedule;
-  o.objective = c.objective;
-  o.data = data_options(c, false);
-  o.eval_data = data_options(c, true);
-  o.loader.batch_size = c.train.batch_size;
-  o.loader.workers = c.data.workers;
-  o.loader.flip = c.data.flip;
-  o.loader.seed = c.seed;
-  o.loader.on_error = c.data.on_error;
-  o.steps = c.train.steps;
-  o.grad_accum = c.train.grad_accum;
-  o.lr.lr = c.train.lr;
-  o.lr.warmup_steps = c.train.warmup_steps;
-  o.lr.shape = c.train.lr_schedule;
-  o.grad_clip = c.train.grad_clip;
-  o.weight_decay = c.train.weight_decay;
-  o.adam_beta1 = c.train.adam_beta1;
-  o.adam_beta2 = c.train.adam_beta2;
-  o.ema.decay = c.train.ema_decay;
-  o.threads = c.train.threads;
-  o.bf16 = c.train.bf16;
-  o.channels_last = c.train.channels_last;
-  o.max_nonfinite_steps = c.train.max_nonfinite_steps;
-  o.log_every = c.train.log_every;
-  o.checkpoint_every = c.checkpoint.every;
-  o.keep_last = c.checkpoint.keep_last;
-  o.keep_every = c.checkpoint.keep_every;
   o.resume = resume;
-  o.eval_every = c.eval.every;
-  o.eval = evaluator_options(c, run_dir);
-  o.reducer.bucket_mb = c.distributed.bucket_mb;
-  o.reducer.first_bucket_mb = c.distributed.first_bucket_mb;
-  o.reducer.find_unused = c.distributed.find_unused;
-  o.timeout_s = c.distributed.timeout_s;
   o.check_resume = [now = c](const std::string& checkpoint_config) {
     const RunConfig then = parse_config(checkpoint_config, "checkpoint config.yaml");
     const auto diff = resume_breaking_differences(now, then);
@@ -122,13 +96,11 @@ int run_train(const TrainArgs& a) {
   const RunConfig cfg = load_train_config(a);
   check_paths(cfg);
   if (a.resume != "auto" && a.resume != "none" && !fs::is_directory(a.resume))
-    throw ConfigError("--resume " + a.resume + ": not a checkpoint folder; give auto, none, or a "
+    throw UsageError("--resume " + a.resume + ": not a checkpoint folder; give auto, none, or a "
                       "RUN/checkpoints/step_XXXXXXXX folder");
   const std::string run_dir = a.run_dir.empty() ? (fs::path("runs") / cfg.name).string() : a.run_dir;
 
-  ProcessContextOptions po;
-  po.device = cfg.train.device;
-  ProcessContext context(nullptr, nullptr, po);
+  ProcessContext context(nullptr, nullptr, cfg.process);
   configure_rank_logging(context.rank(), context.world());
   return run_or_abort([&] {
     if (context.is_root()) {

@@ -1,6 +1,6 @@
 // A trained model loaded back from a run directory (its newest intact checkpoint) or from one
-// checkpoint folder: the run's config, the network (training or EMA weights) and the objective
-// with its schedule, rebuilt exactly as `vdm train` builds them. Shared by `vdm sample` and
+// checkpoint folder, with the run's config read from the checkpoint's config.yaml: the launch/
+// half of training/trained_model.h (which finds, builds and loads), shared by `vdm sample` and
 // `vdm eval`.
 #pragma once
 

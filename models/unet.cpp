@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <sstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "models/unet_blocks.h"
 
@@ -40,11 +42,45 @@ TORCH_MODULE(LevelBlock);
 
 }  // namespace
 
+void validate(const UNetOptions& o) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("model." + what); };
+  const auto& mult = o.channel_mult();
+  if (o.base_channels() < 1) fail("channels: must be >= 1");
+  if (mult.empty()) fail("channel_mult: needs at least one level, e.g. [1, 2, 2]");
+  for (int64_t m : mult)
+    if (m < 1) fail("channel_mult: every multiplier must be >= 1");
+  if (o.num_res_blocks() < 1) fail("num_res_blocks: must be >= 1");
+  if (!(o.dropout() >= 0 && o.dropout() < 1)) fail("dropout: must be in [0, 1)");
+  if (o.num_heads() < 1) fail("num_heads: must be >= 1");
+  if (o.head_channels() < 0) fail("head_channels: must be >= 0 (0: use num_heads)");
+  if (o.num_classes() < 0) fail("num_classes: must be >= 0 (0: unconditional)");
+  try {
+    check_divisible(o.resolution(), mult.size(), "UNet");
+  } catch (const std::invalid_argument& e) {
+    fail("channel_mult: " + std::string(e.what()) + " (data.resolution=" + std::to_string(o.resolution()) + ")");
+  }
+  // Attention only where a level is: a resolution that no level has would silently do nothing.
+  std::vector<int64_t> levels;
+  for (size_t l = 0; l < mult.size(); ++l) levels.push_back(o.resolution() >> l);
+  for (int64_t r : o.attention_resolutions()) {
+    const auto at = std::find(levels.begin(), levels.end(), r);
+    if (at == levels.end()) {
+      std::string list;
+      for (int64_t l : levels) list += (list.empty() ? "" : ", ") + std::to_string(l);
+      fail("attention_resolutions: " + std::to_string(r) + " px is not the resolution of a level (levels: " + list +
+           " px)");
+    }
+    const int64_t ch = o.base_channels() * mult[size_t(at - levels.begin())];
+    const int64_t heads = o.head_channels() > 0 ? std::max<int64_t>(1, ch / o.head_channels()) : o.num_heads();
+    if (ch % heads != 0)
+      fail("num_heads: " + std::to_string(heads) + " heads do not divide the " + std::to_string(ch) +
+           " channels at " + std::to_string(r) + " px");
+  }
+}
+
 UNetImpl::UNetImpl(UNetOptions o) : options_(std::move(o)) {
+  validate(options_);
   const auto& mult = options_.channel_mult();
-  if (mult.empty() || options_.base_channels() < 1 || options_.num_res_blocks() < 1)
-    throw std::invalid_argument("UNet: need base_channels >= 1, num_res_blocks >= 1 and a channel_mult");
-  check_divisible(options_.resolution(), mult.size(), "UNet");
   FlopCounter flops;
   const int64_t base = options_.base_channels(), emb_dim = 4 * base, C = options_.in_channels();
   const auto& attn_res = options_.attention_resolutions();

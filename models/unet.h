@@ -55,5 +55,8 @@ TORCH_MODULE(UNet);
 // Throws std::invalid_argument naming the offending option when the resolution does not halve
 // cleanly through the levels (e.g. 28 px with 4 levels): never a silent crop.
 void check_divisible(int64_t resolution, size_t levels, const char* model);
+// Throws std::invalid_argument naming the option (as model.<key>) that cannot build a network;
+// the constructor calls it, and so does the config layer before anything starts.
+void validate(const UNetOptions& options);
 
 }  // namespace vdm

@@ -5,14 +5,25 @@
 
 #include <sstream>
 #include <stdexcept>
+#include <string>
 
 #include "models/unet_blocks.h"
 
 namespace vdm {
 
+void validate(const VdmUNetOptions& o) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("model." + what); };
+  if (o.channels() < 1) fail("channels: must be >= 1");
+  if (o.num_blocks() < 1) fail("num_blocks: must be >= 1");
+  if (o.resolution() < 1) fail("resolution: must be >= 1");
+  if (!(o.dropout() >= 0 && o.dropout() < 1)) fail("dropout: must be in [0, 1)");
+  if (o.num_heads() < 1 || o.channels() % o.num_heads() != 0)
+    fail("num_heads: must be >= 1 and divide the " + std::to_string(o.channels()) + " channels");
+  if (o.num_classes() < 0) fail("num_classes: must be >= 0 (0: unconditional)");
+}
+
 VdmUNetImpl::VdmUNetImpl(VdmUNetOptions o) : options_(std::move(o)) {
-  if (options_.channels() < 1 || options_.num_blocks() < 1 || options_.resolution() < 1)
-    throw std::invalid_argument("VdmUNet: need channels, num_blocks and resolution >= 1");
+  validate(options_);
   FlopCounter flops;
   const int64_t ch = options_.channels(), emb_dim = 4 * ch, C = options_.in_channels();
   const int64_t R = options_.resolution();

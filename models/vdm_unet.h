@@ -44,4 +44,7 @@ class VdmUNetImpl : public DenoiserNetImpl {
 };
 TORCH_MODULE(VdmUNet);
 
+// Throws std::invalid_argument naming the option (as model.<key>) that cannot build a network.
+void validate(const VdmUNetOptions& options);
+
 }  // namespace vdm

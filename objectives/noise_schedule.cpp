@@ -126,6 +126,11 @@ ScheduleValues LearnedScheduleImpl::values(const torch::Tensor& t) {
 double LearnedScheduleImpl::gamma_at_0() { return gamma_0_.item<double>(); }
 double LearnedScheduleImpl::gamma_at_1() { return gamma_1_.item<double>(); }
 
+const std::vector<std::string>& schedule_names() {
+  static const std::vector<std::string> names{"linear", "cosine", "learned"};
+  return names;
+}
+
 NoiseSchedule make_schedule(const ScheduleOptions& options) {
   if (options.name == "linear") return std::make_shared<LinearScheduleImpl>(options);
   if (options.name == "cosine") return std::make_shared<CosineScheduleImpl>(options);

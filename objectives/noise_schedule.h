@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace vdm {
 
@@ -96,6 +97,8 @@ class LearnedScheduleImpl : public NoiseScheduleImpl {
   torch::Tensor w1_, b1_, w2_, b2_, w3_;
 };
 
+// The names make_schedule takes (the config offers exactly these).
+const std::vector<std::string>& schedule_names();
 NoiseSchedule make_schedule(const ScheduleOptions& options);
 
 }  // namespace vdm

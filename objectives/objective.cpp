@@ -30,14 +30,21 @@ ObjectiveImpl::Diffused ObjectiveImpl::diffuse_and_denoise(const Denoiser& denoi
   auto sigma = torch::sqrt(torch::sigmoid(gamma)).view(shape).to(x.scalar_type());
   auto eps = draw_normal(x.sizes(), noise_gen, x.options());
   auto z = alpha * x + sigma * eps;
-  // Under autocast the network answers in bf16; back to the latent's dtype before the x/v/F
-  // conversions, whose 1/sigma and 1/alpha factors would otherwise amplify bf16 rounding.
-  auto out = denoiser(param_->network_input(z, alpha, sigma), noise_conditioning(gamma, x.scalar_type()), labels)
-                 .to(z.scalar_type());
-  if (out.sizes() != x.sizes())
-    throw std::runtime_error("objective: the denoiser returned shape " + c10::str(out.sizes()) +
-                             " for input " + c10::str(x.sizes()));
-  return {eps, param_->to_eps(out, z, alpha, sigma)};
+  return {eps, predict_eps(denoiser, *param_, z, alpha, sigma, noise_conditioning(gamma, x.scalar_type()), labels,
+                           x.scalar_type())};
+}
+
+torch::Tensor predict_eps(const Denoiser& denoiser, const Parameterisation& param, const torch::Tensor& z,
+                          const torch::Tensor& alpha, const torch::Tensor& sigma, const torch::Tensor& c_noise,
+                          const torch::Tensor& labels, c10::ScalarType net_dtype) {
+  const bool cast = z.scalar_type() != net_dtype;
+  const auto input = cast ? param.network_input(z.to(net_dtype), alpha.to(net_dtype), sigma.to(net_dtype))
+                          : param.network_input(z, alpha, sigma);
+  const auto out = denoiser(input, c_noise, labels);
+  if (out.sizes() != z.sizes())
+    throw std::runtime_error("the denoiser returned shape " + c10::str(out.sizes()) + " for input " +
+                             c10::str(z.sizes()));
+  return param.to_eps(out.to(z.scalar_type()), z, alpha, sigma);
 }
 
 LambdaSample ObjectiveImpl::draw_levels(const torch::Tensor& x, at::Generator& levels_gen,
@@ -57,6 +64,11 @@ torch::Tensor draw_normal(at::IntArrayRef sizes, at::Generator& gen, const torch
 
 torch::Tensor squared_error(const torch::Tensor& eps_hat, const torch::Tensor& eps) {
   return torch::square(eps_hat - eps).flatten(1).sum(1).to(torch::kFloat64);
+}
+
+const std::vector<std::string>& objective_names() {
+  static const std::vector<std::string> names{"vlb", "eps_mse", "weighted"};
+  return names;
 }
 
 OptionsProblem check_options(const ObjectiveOptions& o) {

@@ -34,6 +34,15 @@ using Denoiser = std::function<torch::Tensor(const torch::Tensor& input,
                                              const torch::Tensor& c_noise,
                                              const torch::Tensor& labels)>;
 
+// eps_hat from the network, the one conversion the losses and the samplers share: z, alpha and
+// sigma (broadcastable to z) in the latent's dtype; the network runs on the parameterisation's
+// input in net_dtype, and its answer (bf16 under autocast, say) goes back to z's dtype before the
+// x/v/F conversion, whose 1/alpha and 1/sigma factors would amplify a lower precision's rounding.
+// Throws std::runtime_error when the network's output does not have z's shape.
+torch::Tensor predict_eps(const Denoiser& denoiser, const Parameterisation& param, const torch::Tensor& z,
+                          const torch::Tensor& alpha, const torch::Tensor& sigma, const torch::Tensor& c_noise,
+                          const torch::Tensor& labels, c10::ScalarType net_dtype);
+
 struct LossOutput {
   torch::Tensor loss;        // scalar to backpropagate: mean over batch of per_sample / D
   torch::Tensor per_sample;  // [B], nats (vlb) or the objective's units, summed over dims
@@ -107,6 +116,9 @@ struct OptionsProblem {
 OptionsProblem check_options(const ObjectiveOptions& options);
 // Throws std::invalid_argument("objective.<key>: <fix>") for the first problem.
 void validate(const ObjectiveOptions& options);
+
+// The names make_objective takes.
+const std::vector<std::string>& objective_names();
 
 // Registry: builds the named objective (vlb | eps_mse | weighted) with its schedule.
 Objective make_objective(const ObjectiveOptions& options, NoiseSchedule schedule);

@@ -91,6 +91,11 @@ class FParam : public Parameterisation {
 
 }  // namespace
 
+const std::vector<std::string>& parameterisation_names() {
+  static const std::vector<std::string> names{"eps", "x", "v", "F"};
+  return names;
+}
+
 ParameterisationPtr make_parameterisation(const std::string& name, double sigma_data) {
   if (name == "eps") return std::make_shared<EpsParam>();
   if (name == "x") return std::make_shared<XParam>();

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace vdm {
 
@@ -33,6 +34,8 @@ class Parameterisation {
 };
 using ParameterisationPtr = std::shared_ptr<const Parameterisation>;
 
+// The names make_parameterisation takes.
+const std::vector<std::string>& parameterisation_names();
 // name: eps | x | v | F
 ParameterisationPtr make_parameterisation(const std::string& name, double sigma_data = 0.5);
 

@@ -187,6 +187,16 @@ torch::Tensor discretise_times(const torch::Tensor& t, int64_t timesteps) {
   return i / T;
 }
 
+const std::vector<std::string>& proposal_names() {
+  static const std::vector<std::string> names{"schedule", "edm_lognormal", "adaptive"};
+  return names;
+}
+
+const std::vector<std::string>& time_sampling_names() {
+  static const std::vector<std::string> names{"iid", "antithetic", "stratified"};
+  return names;
+}
+
 ProposalPtr make_proposal(const ProposalOptions& options, NoiseSchedule schedule,
                           int64_t timesteps) {
   if (options.name == "schedule")

@@ -71,6 +71,9 @@ torch::Tensor sample_times(int64_t batch, const std::string& mode, at::Generator
 torch::Tensor discretise_times(const torch::Tensor& t, int64_t timesteps);
 
 // schedule: the noise schedule (for `schedule`) or for the adaptive range defaults.
+// The names make_proposal and ProposalOptions::time_sampling take.
+const std::vector<std::string>& proposal_names();
+const std::vector<std::string>& time_sampling_names();
 ProposalPtr make_proposal(const ProposalOptions& options, NoiseSchedule schedule,
                           int64_t timesteps = 0);
 

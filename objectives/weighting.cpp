@@ -59,6 +59,12 @@ double edm_weighting_peak(const WeightingOptions& o) {
   return 0.5 * (lo + hi);
 }
 
+const std::vector<std::string>& weighting_names() {
+  static const std::vector<std::string> names{"elbo", "sigmoid", "edm", "edm_monotonic", "iddpm",
+                                              "v_mse", "min_snr", "p2", "flow_matching"};
+  return names;
+}
+
 WeightingPtr make_weighting(const WeightingOptions& o) {
   const std::string& n = o.name;
   if (n == "elbo")

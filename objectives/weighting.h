@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace vdm {
 
@@ -31,6 +32,8 @@ class Weighting {
 };
 using WeightingPtr = std::shared_ptr<const Weighting>;
 
+// The names make_weighting takes.
+const std::vector<std::string>& weighting_names();
 WeightingPtr make_weighting(const WeightingOptions& options);
 
 // The EDM weighting's maximiser lambda* (where EDM-monotonic starts to follow EDM).

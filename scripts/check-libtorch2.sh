@@ -15,7 +15,8 @@ build); its compile_commands.json gives the files (CMake's unity batches include
 
   --mode M         cpu: the flags of the build; cuda: plus -DVDM_TORCH_HAS_CUDA=1 -DVDM_WITH_NCCL=1,
                    the CUDA toolkit and nccl.h include dirs and distributed/nccl_communicator.cpp
-                   (as with an official CUDA LibTorch 2.x). Default: both.
+                   (as with an official CUDA LibTorch 2.x). Default: both (the CUDA mode is skipped,
+                   with a warning, where the toolkit or nccl.h is missing; asked for, it fails).
   --jobs N         parallel compilers (default: nproc).
   --self-test      only the self-test: with the flags of a real file, TORCH_VERSION must be 2.6.*, a
                    trivial LibTorch snippet must compile and one using c10::variant (in 1.13, removed
@@ -31,7 +32,7 @@ build); its compile_commands.json gives the files (CMake's unity batches include
 Environment: VDM_BUILD_DIR (build), VDM_LIBTORCH2_DIR (<build>/libtorch2), VDM_LIBTORCH2_SUITE (trixie),
 VDM_LIBTORCH2_PACKAGES (libtorch-dev), VDM_LIBTORCH2_EXPECT (2.6: the TORCH_VERSION prefix required),
 VDM_LIBTORCH2_KEYRING (/usr/share/keyrings/debian-archive-keyring.gpg), CUDAToolkit_ROOT (/usr/local/cuda),
-NCCL_ROOT / NCCL_HOME (where nccl.h is, if not in the toolkit).
+NCCL_ROOT / NCCL_HOME (where nccl.h is, if not in the toolkit), VDM_LIBTORCH2_CXX (the build's compiler).
 EOF
 }
 
@@ -43,10 +44,11 @@ SELF_TEST=first
 USE_PCH=1
 REFRESH=0
 FULL=0
+MODE_GIVEN=0
 while [ $# -gt 0 ]; do
   case $1 in
-    --mode) MODE=${2:?--mode needs cpu, cuda or both}; shift 2 ;;
-    --mode=*) MODE=${1#*=}; shift ;;
+    --mode) MODE=${2:?--mode needs cpu, cuda or both}; MODE_GIVEN=1; shift 2 ;;
+    --mode=*) MODE=${1#*=}; MODE_GIVEN=1; shift ;;
     --jobs|-j) JOBS=${2:?--jobs needs a number}; shift 2 ;;
     --jobs=*) JOBS=${1#*=}; shift ;;
     --self-test) SELF_TEST=only; shift ;;
@@ -80,6 +82,8 @@ die() { echo "check-libtorch2: error: $*" >&2; exit 1; }
 [ -f "$CCJSON" ] || die "no $CCJSON: configure the build first (cmake -S . -B ${VDM_BUILD_DIR:-build} -G Ninja)"
 command -v python3 > /dev/null || die "python3 is needed (it reads compile_commands.json)"
 mkdir -p "$DIR"
+exec 9> "$DIR/.lock"
+flock -n 9 || die "another check-libtorch2 is using $DIR"
 
 # ---- 1. Debian's libtorch-dev 2.x, fetched with a private apt configuration ------------------
 # The mirror is the one this machine's apt uses for its own release (deb822 .sources or one-line
@@ -156,7 +160,7 @@ fetch_libtorch2() {
   # Dir::Etc::main, this file, last of all: it wins over both.
   echo "Dir::Etc::main \"$apt/main.conf\";" > "$apt/apt.conf"
   {
-    [ -f /etc/apt/apt.conf ] && echo '#include "/etc/apt/apt.conf";'
+    if [ -f /etc/apt/apt.conf ]; then echo '#include "/etc/apt/apt.conf";'; fi
     cat <<EOF
 #clear APT::Update::Pre-Invoke;
 #clear APT::Update::Post-Invoke;
@@ -175,7 +179,7 @@ Dir::Log "$apt";
 APT::Get::List-Cleanup "false";
 EOF
     # As root apt downloads as _apt, which may not reach a build folder: download as root then.
-    [ "$(id -u)" = 0 ] && echo 'APT::Sandbox::User "root";'
+    if [ "$(id -u)" = 0 ]; then echo 'APT::Sandbox::User "root";'; fi
   } > "$apt/main.conf"
   export APT_CONFIG=$apt/apt.conf
   apt-get -q -o Acquire::Retries=3 update > "$apt/update.log" 2>&1 || {
@@ -249,9 +253,18 @@ if [ -z "$NCCL_INC" ]; then
     [ -f "$d/nccl.h" ] && { NCCL_INC=$d; break; }
   done
 fi
+SKIPPED=""
 if printf '%s\n' "${MODES[@]}" | grep -qx cuda; then
-  [ -f "$CUDA_INC/cuda_runtime_api.h" ] || die "CUDA mode: no $CUDA_INC/cuda_runtime_api.h (set CUDAToolkit_ROOT, or --mode cpu)"
-  [ -n "$NCCL_INC" ] && [ -f "$NCCL_INC/nccl.h" ] || die "CUDA mode: nccl.h not found (set NCCL_ROOT, or --mode cpu)"
+  if [ ! -f "$CUDA_INC/cuda_runtime_api.h" ]; then
+    SKIPPED="no $CUDA_INC/cuda_runtime_api.h: set CUDAToolkit_ROOT"
+  elif [ -z "$NCCL_INC" ] || [ ! -f "$NCCL_INC/nccl.h" ]; then
+    SKIPPED="nccl.h not found: set NCCL_ROOT"
+  fi
+  if [ -n "$SKIPPED" ]; then
+    [ "$MODE_GIVEN" = 0 ] || die "CUDA mode: $SKIPPED (or --mode cpu)"
+    log "warning: the CUDA mode is SKIPPED ($SKIPPED)"
+    MODES=(cpu)
+  fi
 fi
 
 # ---- The translation units, one response file of compiler arguments each --------------------
@@ -284,13 +297,17 @@ def convert(entry):
     while os.path.basename(args[0]) in LAUNCHERS:
         args = args[1:]
     target = os.path.normpath(os.path.join(entry['directory'], entry['file']))
-    res, i, had_pch = [], 1, [False]
+    res, i, had_pch, orig = [], 1, [False], []
     while i < len(args):
         a = args[i]
         if a in DROP_WITH_ARG:
             i += 2; continue
         if a in DROP:
             i += 1; continue
+        if os.path.normpath(os.path.join(entry['directory'], a)) != target:
+            orig.append(a)
+        if a in PATH_OPTS + ('-include',) and i + 1 < len(args):
+            orig.append(args[i + 1])
         if a == '-include' and i + 1 < len(args) and 'cmake_pch' in args[i + 1]:
             had_pch[0] = True; i += 2; continue
         if a in PATH_OPTS and i + 1 < len(args):
@@ -301,7 +318,7 @@ def convert(entry):
         if os.path.normpath(os.path.join(entry['directory'], a)) == target:
             i += 1; continue
         res.append(a); i += 1
-    return args[0], res, target, had_pch[0]
+    return args[0], res, target, had_pch[0], orig
 
 def sources_of(target):  # the .cpp files a TU stands for (a unity batch lists its members)
     if '/Unity/unity_' in target:
@@ -312,17 +329,17 @@ def sources_of(target):  # the .cpp files a TU stands for (a unity batch lists i
 entries = [e for e in json.load(open(ccjson)) if not e['file'].endswith(('.hxx.cxx', '.hxx'))]
 jobs, covered, core_flags = [], set(), None
 for e in entries:
-    cxx, flags, target, had_pch = convert(e)
+    cxx, flags, target, had_pch, orig = convert(e)
     members = sources_of(target)
     covered.update(os.path.normpath(m) for m in members)
     if core_flags is None and ('vdm_core.dir' in e.get('output', '') + ' '.join(flags) + target
                                or any('/distributed/' in m for m in members)):
         core_flags = flags
-    jobs.append([cxx, flags, target, members, had_pch])
+    jobs.append([cxx, flags, target, members, had_pch, orig])
 nccl = os.path.join(src, 'distributed', 'nccl_communicator.cpp')
 if mode == 'cuda' and nccl not in covered and os.path.exists(nccl):
     base = core_flags or jobs[0][1]
-    jobs.append([jobs[0][0], list(base), nccl, [nccl], True])
+    jobs.append([jobs[0][0], list(base), nccl, [nccl], True, None])
     covered.add(nccl)
 
 def has_define(flags, name):
@@ -332,7 +349,7 @@ os.makedirs(out, exist_ok=True)
 def q(a):  # gcc @file quoting: a backslash before anything unusual
     return ''.join(c if c.isalnum() or c in '/._-=+,:@%' else '\\' + c for c in a)
 with open(os.path.join(out, 'jobs.tsv'), 'w') as jt:
-    for n, (cxx, flags, target, members, had_pch) in enumerate(jobs):
+    for n, (cxx, flags, target, members, had_pch, orig) in enumerate(jobs):
         flags = [f for f in flags]
         if mode == 'cuda':
             for name in ('VDM_TORCH_HAS_CUDA', 'VDM_WITH_NCCL'):
@@ -349,6 +366,9 @@ with open(os.path.join(out, 'jobs.tsv'), 'w') as jt:
         rsp = os.path.join(out, '%03d.rsp' % n)
         with open(rsp, 'w') as f:
             f.write('\n'.join(q(a) for a in flags) + '\n')
+        if orig is not None and mode == 'cpu':  # the build's own command (LibTorch 1.13), to compare
+            with open(os.path.join(out, '%03d.orig.rsp' % n), 'w') as f:
+                f.write('\n'.join(q(a) for a in ['-fsyntax-only'] + orig) + '\n')
         rel = [os.path.relpath(m, src) for m in members]
         name = os.path.relpath(target, src) if len(rel) == 1 and rel[0] == os.path.relpath(target, src) \
             else '%s [%s]' % (os.path.relpath(target, src), ' '.join(os.path.basename(r) for r in rel))
@@ -369,9 +389,10 @@ PY
 }
 
 # ---- Compile one TU (run by xargs in parallel) ----------------------------------------------
-# Leaves OUT/N.log, OUT/N.rc (0 ok), OUT/N.time and OUT/N.modal: the project files it read that
-# test VDM_TORCH_HAS_CUDA or VDM_WITH_NCCL (what can make the CUDA mode differ). A TU that read a
-# header of /usr/include's LibTorch 1.13 fails (the shadowed /usr/include rules it out; checked).
+# Leaves OUT/N.log, OUT/N.rc (0 ok), OUT/N.time and OUT/N.modal: the files it read (but those of
+# the unpacked LibTorch 2.x) that name VDM_TORCH_HAS_CUDA or VDM_WITH_NCCL, which can make the CUDA
+# mode differ. A TU that read a header of /usr/include's LibTorch 1.13 fails (the shadowed
+# /usr/include rules that out; checked all the same).
 compile_one() {  # OUT N CXX FILE
   local out=$1 n=$2 cxx=$3 file=$4 t0 rc=0
   t0=$(date +%s.%N)
@@ -385,7 +406,7 @@ compile_one() {  # OUT N CXX FILE
     if grep -q '\\ ' "$out/$n.d"; then
       echo "(a dependency with a space in its name)" > "$out/$n.modal"
     else
-      sed 's/\\$//' "$out/$n.d" | tr ' ' '\n' | grep -E "^($VDM_L2_PROJECT)/" | grep -vF "$VDM_L2_OURS/" | sort -u \
+      sed -e '1s/^[^:]*://' -e 's/\\$//' "$out/$n.d" | tr ' ' '\n' | grep -v -e '^$' -e "^$VDM_L2_OURS/" | sort -u \
         | xargs -r grep -lE 'VDM_TORCH_HAS_CUDA|VDM_WITH_NCCL' > "$out/$n.modal" || true
     fi
     rm -f "$out/$n.d"
@@ -396,8 +417,7 @@ compile_one() {  # OUT N CXX FILE
   echo "$t0 $(date +%s.%N)" | awk '{printf "%.1f\n", $2 - $1}' > "$out/$n.time"
 }
 export -f compile_one
-export VDM_L2_PROJECT VDM_L2_OURS=$DIR
-VDM_L2_PROJECT=$(printf '%s|%s' "$SRC" "$BUILD" | sed 's/[.[\*^$+?(){}]/\\&/g')
+export VDM_L2_OURS=$DIR
 
 # ---- A precompiled torch/torch.h (2.6) -------------------------------------------------------
 # Parsing torch/torch.h is most of each file's time; the build precompiles it too (CMake's PCH,
@@ -406,7 +426,7 @@ VDM_L2_PROJECT=$(printf '%s|%s' "$SRC" "$BUILD" | sed 's/[.[\*^$+?(){}]/\\&/g')
 # torch.h, so one serves both modes) and -Winvalid-pch reports one that does not (GCC then parses
 # the header itself: slower, same result). Reused while the flags, packages and compiler match.
 build_pch() {  # JOBDIR -> sets PCH to the header to -include (a .gch beside it), or leaves it empty
-  local jobs=$1 pchdir=$DIR/pch n="" cxx file haspch name key t0=$SECONDS
+  local jobs=$1 pchdir=$DIR/pch/${MODES[0]} n="" cxx file haspch name key t0=$SECONDS
   mkdir -p "$pchdir"
   while IFS=$'\t' read -r n cxx file haspch name; do
     [ "$haspch" = 1 ] && break
@@ -422,7 +442,8 @@ build_pch() {  # JOBDIR -> sets PCH to the header to -include (a .gch beside it)
   rm -f "$pchdir/torch_pch.h.gch" "$pchdir/key"
   mv "$pchdir/pch.rsp.new" "$pchdir/pch.rsp"
   if "$cxx" @"$pchdir/pch.rsp" -x c++-header "$pchdir/torch_pch.h" -o "$pchdir/torch_pch.h.gch" \
-       > "$pchdir/pch.log" 2>&1; then
+       -MD -MF "$pchdir/pch.d" > "$pchdir/pch.log" 2>&1 &&
+     ! grep -E '(^| )/usr/include/(torch|ATen|c10|caffe2)/' "$pchdir/pch.d" >> "$pchdir/pch.log"; then
     echo "$key" > "$pchdir/key"
     log "precompiled torch/torch.h (2.x) in $((SECONDS - t0)) s"
     PCH=$pchdir/torch_pch.h
@@ -491,8 +512,9 @@ EOF2
 # ---- 5. The files, per mode ------------------------------------------------------------------
 prepare_jobs() {  # PCH_INCLUDE
   local m
+  rm -rf "$DIR/out"  # results are never carried from one run to the next
   for m in "${MODES[@]}"; do
-    rm -rf "$DIR/out/$m" && mkdir -p "$DIR/out/$m"
+    mkdir -p "$DIR/out/$m"
     make_jobs "$m" "$DIR/out/$m" "${1:-}"
   done
 }
@@ -512,7 +534,7 @@ fi
 # text in both modes, so its CPU result stands (--full compiles it again anyway).
 reusable() {  # N(cuda) FILE -> prints the cpu job number when the cpu result stands for it
   local n=$1 file=$2 c
-  [ "$FULL" = 0 ] && [ -f "$DIR/out/cpu/jobs.tsv" ] || return 0
+  [ "$FULL" = 0 ] && [ "$CPU_DONE" = 1 ] || return 0
   c=$(awk -F'\t' -v f="$file" '$3 == f { print $1; exit }' "$DIR/out/cpu/jobs.tsv")
   [ -n "$c" ] && [ "$(cat "$DIR/out/cpu/$c.rc" 2>/dev/null)" = 0 ] && [ -f "$DIR/out/cpu/$c.modal" ] \
     && [ ! -s "$DIR/out/cpu/$c.modal" ] || return 0
@@ -542,14 +564,24 @@ run_mode() {  # MODE: adds a line to SUMMARY and the failures to FAILED
     fi
   done < "$out/jobs.tsv"
   log "$mode: compiling $((total - reused)) translation units with $JOBS jobs${PCH:+ (precompiled torch/torch.h)}$(
-    [ "$reused" = 0 ] || echo "; $reused more are the same as in the CPU mode")"
+    [ "$reused" = 0 ] || echo "; $reused more take the CPU mode's result")"
   # Longest first (times of the last run), so the cores finish together.
   local times=$DIR/times.$mode
   awk -F'\t' -v t="$times" 'BEGIN { while ((getline l < t) > 0) { split(l, a, "\t"); s[a[1]] = a[2] } }
        { print (($3 in s) ? s[$3] : 1000) "\t" $0 }' "$out/todo.tsv" | sort -t$'\t' -k1,1 -gr | cut -f2- \
     | awk -F'\t' -v o="$out" '{ print o; print $1; print $2; print $3 }' \
     | xargs -d '\n' -r -n 4 -P "$JOBS" bash -c 'compile_one "$@"' _ || true
-  local rc failed=0 secs badpch=0
+  # A file that fails here is compiled as the build compiles it (LibTorch 1.13, -fsyntax-only),
+  # to tell a 2.x incompatibility from code that does not compile at all (VDM_LIBTORCH2_COMPARE=0:
+  # not). The CUDA mode has no such twin: Debian's 1.13 has no CUDA.
+  if [ "$mode" = cpu ] && [ "${VDM_LIBTORCH2_COMPARE:-1}" != 0 ]; then
+    while IFS=$'\t' read -r n cxx file haspch name; do
+      [ "$(cat "$out/$n.rc" 2>/dev/null)" = 0 ] || [ ! -f "$out/$n.orig.rsp" ] || printf '%s\n' "$n" "$cxx" "$file"
+    done < "$out/jobs.tsv" \
+      | xargs -d '\n' -r -n 3 -P "$JOBS" bash -c \
+          'o=$0; "$2" @"$o/$1.orig.rsp" "$3" > "$o/$1.orig.log" 2>&1; echo $? > "$o/$1.orig.rc"' "$out" || true
+  fi
+  local rc failed=0 secs badpch=0 why
   while IFS=$'\t' read -r n cxx file haspch name; do
     rc=$(cat "$out/$n.rc" 2>/dev/null || echo 98)
     secs=$(cat "$out/$n.time" 2>/dev/null || echo 0)
@@ -557,7 +589,12 @@ run_mode() {  # MODE: adds a line to SUMMARY and the failures to FAILED
     grep -q 'Winvalid-pch' "$out/$n.log" && badpch=$((badpch + 1))
     if [ "$rc" != 0 ]; then
       failed=$((failed + 1))
-      echo "---- $mode: FAILED: $name (full log: $out/$n.log)"
+      why=""
+      if [ -f "$out/$n.orig.rc" ]; then
+        if [ "$(cat "$out/$n.orig.rc")" = 0 ]; then why=" -- compiles with LibTorch 1.13: a 2.x incompatibility"
+        else why=" -- fails with LibTorch 1.13 and the build's flags too: not (only) a 2.x problem"; fi
+      fi
+      echo "---- $mode: FAILED: $name$why (full log: $out/$n.log)"
       grep -E ': (fatal )?error:|LibTorch 1.13 header' "$out/$n.log" | head -n "${VDM_LIBTORCH2_ERRORS:-15}" \
         || head -15 "$out/$n.log"
     fi
@@ -572,7 +609,12 @@ run_mode() {  # MODE: adds a line to SUMMARY and the failures to FAILED
 
 SUMMARY=()
 FAILED=0
-for m in "${MODES[@]}"; do run_mode "$m"; done
+CPU_DONE=0
+for m in "${MODES[@]}"; do
+  run_mode "$m"
+  [ "$m" != cpu ] || CPU_DONE=1
+done
+[ -z "$SKIPPED" ] || SUMMARY+=("cuda: SKIPPED ($SKIPPED)")
 log "LibTorch $EXPECT (Debian $SUITE headers in $T2INC):"
 printf '  %s\n' "${SUMMARY[@]}"
 if [ "$FAILED" != 0 ]; then

@@ -7,6 +7,16 @@ BUILD=${VDM_BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release
 ninja -C "$BUILD" -j "$(nproc)"
 ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"
+# Every translation unit must also compile against LibTorch 2.x (Debian trixie's 2.6 headers,
+# fetched once into $BUILD/libtorch2), as the CPU build and as a CUDA build with NCCL.
+# VDM_CHECK_LIBTORCH2=0 skips it.
+if [ "${VDM_CHECK_LIBTORCH2:-1}" != 0 ]; then
+  t0=$SECONDS
+  rc=0
+  VDM_BUILD_DIR="$BUILD" bash scripts/check-libtorch2.sh || rc=$?
+  echo "test.sh: check-libtorch2 took $((SECONDS - t0)) s"
+  [ "$rc" = 0 ] || exit "$rc"
+fi
 # The single-process build (-DVDM_WITH_MPI=OFF, for GPU boxes without MPI) must keep building
 # and training: build vdm alone and run a few steps. VDM_TEST_NO_MPI=0 skips it.
 if [ "${VDM_TEST_NO_MPI:-1}" != 0 ]; then

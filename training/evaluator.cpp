@@ -101,10 +101,93 @@ GaussianStats reference_stats(const Run& s, FeatureExtractor& extractor) {
   return stats.gaussian();
 }
 
+// Every rank samples its share of the images (the grid's and the FID's); rank 0 writes the grid;
+// the FID statistics are reduced to rank 0.
+void samples_and_fid(const Run& s, const Denoiser& denoiser, ObjectiveImpl& objective, const Dataset& eval_set,
+                     nlohmann::json& record) {
+  const EvaluatorOptions& o = s.o;
+  const EvaluationContext& ctx = s.ctx;
+  const auto t0 = SteadyClock::now();
+  const int64_t total = std::max(o.sample_count, o.fid ? o.fid_samples : int64_t(0));
+  FeatureExtractorPtr extractor;
+  GaussianStats reference;
+  if (o.fid) {
+    extractor = feature_extractor(s);
+    reference = reference_stats(s, *extractor);
+  }
+  FeatureStats generated(o.fid ? extractor->dims() : 0);
+  const int64_t share = (total + ctx.world - 1) / ctx.world;
+  const int64_t grid_share = (o.sample_count + ctx.world - 1) / ctx.world;
+  const int64_t c = eval_set.channels(), r = eval_set.resolution();
+  // Sample i's noise comes from (seed, i) alone, so the images do not depend on how many
+  // ranks made them; rank r makes indices [r * share, (r + 1) * share).
+  SamplingOptions so = o.sampler;
+  so.seed = derive_seed(o.seed, 0, "samples");
+  so.batch_size = std::max<int64_t>(1, o.batch_size);
+  if (o.num_classes > 0) so.null_label = o.num_classes;
+  std::vector<int64_t> indices(share);
+  for (int64_t i = 0; i < share; ++i) indices[i] = ctx.rank * share + i;
+  torch::Tensor labels;
+  if (o.num_classes > 0) labels = torch::tensor(indices, torch::kInt64).remainder(o.num_classes).to(ctx.device);
+  const auto topts = torch::TensorOptions().device(ctx.device).dtype(torch::kFloat32);
+  const torch::Tensor images = generate_samples(denoiser, objective.schedule(), *objective.parameterisation(),
+                                                {c, r, r}, indices, labels, so, topts);
+  if (o.fid) {
+    // Only the first `total` images of the global set count (the last rank's share may run over).
+    const int64_t keep = std::max<int64_t>(0, std::min(share, total - ctx.rank * share));
+    for (int64_t b = 0; b < keep; b += so.batch_size)
+      generated.add(extractor->features(images.narrow(0, b, std::min(so.batch_size, keep - b)).to(ctx.device)));
+  }
+  if (o.sample_count > 0) {
+    const torch::Tensor all = s.comm->all_gather(images.narrow(0, 0, grid_share).contiguous());
+    if (s.root) {
+      const fs::path path = RunDirectory(o.run_dir).sample_grid(s.step);
+      fs::create_directories(path.parent_path());
+      // Small images are enlarged (nearest neighbour) so the grid is easy to look at.
+      const int64_t zoom = std::max<int64_t>(1, 64 / r);
+      auto grid = all.reshape({-1, c, r, r}).narrow(0, 0, o.sample_count);
+      grid = grid.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3);
+      write_image_grid(path.string(), grid);
+      record["samples"] = path.string();
+    }
+  }
+  if (o.fid) {
+    generated.reduce_to_root(s.comm);
+    if (s.root) {
+      record["fid"] = fid(generated.gaussian(), reference);
+      record["fid_samples"] = generated.count();
+      spdlog::info("FID {:.3f} ({} samples vs {}, {})", record["fid"].get<double>(), generated.count(),
+                   o.fid_reference.empty() ? o.eval_data.split + " split" : o.fid_reference, extractor->describe());
+    }
+  }
+  if (s.root)
+    spdlog::info("sampling: {} images, {} {} steps ({:.1f} s)", total, o.sampler.sampler, o.sampler.steps,
+                 seconds_between(t0, SteadyClock::now()));
+}
+
+// The full VLB of the held-out split, whatever the training objective, reduced to rank 0.
+void bits_per_dim(const Run& s, const Denoiser& denoiser, ObjectiveImpl& objective, const Dataset& eval_set,
+                  nlohmann::json& record) {
+  const EvaluatorOptions& o = s.o;
+  const auto t1 = SteadyClock::now();
+  ObjectiveOptions vo = objective.options();
+  vo.name = "vlb";
+  vo.weighting = WeightingOptions{};
+  vo.proposal = ProposalOptions{};
+  auto vlb = make_vlb(vo, objective.schedule_ptr());
+  const auto topts = torch::TensorOptions().device(s.ctx.device).dtype(torch::kFloat32);
+  const BpdResult bpd = evaluate_bpd(*vlb, denoiser, eval_set, s.comm, s.ctx.rank, s.ctx.world, o.bpd_options, topts);
+  record["bpd"] = bpd.bpd;
+  record["bpd_stderr"] = bpd.bpd_stderr;
+  record["bpd_samples"] = bpd.samples;
+  for (const auto& [name, value] : bpd.terms_bpd) record["bpd_" + name] = value;
+  if (s.root)
+    spdlog::info("{} bits/dim: {:.4f} +- {:.4f} over {} images ({:.1f} s)", o.eval_data.split, bpd.bpd,
+                 bpd.bpd_stderr, bpd.samples, seconds_between(t1, SteadyClock::now()));
+}
+
 }  // namespace
 
-// Every rank samples its share of the images (the grid's and the FID's); rank 0 writes the
-// grid; FID statistics and bits/dim are reduced to rank 0.
 nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext& ctx, const DenoiserNet& model,
                               ObjectiveImpl& objective, int64_t step) {
   WatchedCommunicator comm(*ctx.comm, ctx.watchdog, "evaluation", step);
@@ -112,87 +195,12 @@ nlohmann::json evaluate_model(const EvaluatorOptions& o, const EvaluationContext
   torch::NoGradGuard no_grad;
   const Denoiser denoiser = [&model](const torch::Tensor& in, const torch::Tensor& c_noise,
                                      const torch::Tensor& labels) { return model->forward(in, c_noise, labels); };
-  const auto topts = torch::TensorOptions().device(ctx.device).dtype(torch::kFloat32);
   auto eval_set = open_dataset(o.eval_data);
   nlohmann::json record{{"step", step}};
-
-  const auto t0 = SteadyClock::now();
-  const int64_t total = std::max(o.sample_count, o.fid ? o.fid_samples : int64_t(0));
-  if (total > 0) {
-    FeatureExtractorPtr extractor;
-    GaussianStats reference;
-    if (o.fid) {
-      extractor = feature_extractor(s);
-      reference = reference_stats(s, *extractor);
-    }
-    FeatureStats generated(o.fid ? extractor->dims() : 0);
-    const int64_t share = (total + ctx.world - 1) / ctx.world;
-    const int64_t grid_share = (o.sample_count + ctx.world - 1) / ctx.world;
-    const int64_t c = eval_set->channels(), r = eval_set->resolution();
-    // Sample i's noise comes from (seed, i) alone, so the images do not depend on how many
-    // ranks made them; rank r makes indices [r * share, (r + 1) * share).
-    SamplingOptions so = o.sampler;
-    so.seed = derive_seed(o.seed, 0, "samples");
-    so.batch_size = std::max<int64_t>(1, o.batch_size);
-    if (o.num_classes > 0) so.null_label = o.num_classes;
-    std::vector<int64_t> indices(share);
-    for (int64_t i = 0; i < share; ++i) indices[i] = ctx.rank * share + i;
-    torch::Tensor labels;
-    if (o.num_classes > 0) labels = torch::tensor(indices, torch::kInt64).remainder(o.num_classes).to(ctx.device);
-    const torch::Tensor images =
-        generate_samples(denoiser, objective.schedule(), *objective.parameterisation(), {c, r, r}, indices,
-                         labels, so, topts);
-    const torch::Tensor grid_part = images.narrow(0, 0, grid_share);
-    if (o.fid) {
-      // Only the first `total` images of the global set count (the last rank's share may run over).
-      const int64_t keep = std::max<int64_t>(0, std::min(share, total - ctx.rank * share));
-      for (int64_t b = 0; b < keep; b += so.batch_size)
-        generated.add(extractor->features(images.narrow(0, b, std::min(so.batch_size, keep - b)).to(ctx.device)));
-    }
-    if (o.sample_count > 0) {
-      const torch::Tensor all = comm.all_gather(grid_part.contiguous());
-      if (s.root) {
-        const fs::path path = RunDirectory(o.run_dir).sample_grid(step);
-        fs::create_directories(path.parent_path());
-        // Small images are enlarged (nearest neighbour) so the grid is easy to look at.
-        const int64_t zoom = std::max<int64_t>(1, 64 / r);
-        auto grid = all.reshape({-1, c, r, r}).narrow(0, 0, o.sample_count);
-        grid = grid.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3);
-        write_image_grid(path.string(), grid);
-        record["samples"] = path.string();
-      }
-    }
-    if (o.fid) {
-      generated.reduce_to_root(&comm);
-      if (s.root) {
-        record["fid"] = fid(generated.gaussian(), reference);
-        record["fid_samples"] = generated.count();
-        spdlog::info("FID {:.3f} ({} samples vs {}, {})", record["fid"].get<double>(), generated.count(),
-                     o.fid_reference.empty() ? o.eval_data.split + " split" : o.fid_reference, extractor->describe());
-      }
-    }
-    if (s.root)
-      spdlog::info("sampling: {} images, {} {} steps ({:.1f} s)", total, o.sampler.sampler, o.sampler.steps,
-                   seconds_between(t0, SteadyClock::now()));
-  }
-  if (o.bpd) {
-    const auto t1 = SteadyClock::now();
-    ObjectiveOptions vo = objective.options();
-    vo.name = "vlb";
-    vo.weighting = WeightingOptions{};
-    vo.proposal = ProposalOptions{};
-    auto vlb = make_vlb(vo, objective.schedule_ptr());
-    const BpdResult bpd = evaluate_bpd(*vlb, denoiser, *eval_set, &comm, ctx.rank, ctx.world, o.bpd_options, topts);
-    record["bpd"] = bpd.bpd;
-    record["bpd_stderr"] = bpd.bpd_stderr;
-    record["bpd_samples"] = bpd.samples;
-    for (const auto& [name, value] : bpd.terms_bpd) record["bpd_" + name] = value;
-    if (s.root)
-      spdlog::info("{} bits/dim: {:.4f} +- {:.4f} over {} images ({:.1f} s)", o.eval_data.split, bpd.bpd,
-                   bpd.bpd_stderr, bpd.samples, seconds_between(t1, SteadyClock::now()));
-  }
+  if (std::max(o.sample_count, o.fid ? o.fid_samples : int64_t(0)) > 0)
+    samples_and_fid(s, denoiser, objective, *eval_set, record);
+  if (o.bpd) bits_per_dim(s, denoiser, objective, *eval_set, record);
   return record;
 }
-
 
 }  // namespace vdm

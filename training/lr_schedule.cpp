@@ -7,6 +7,11 @@
 
 namespace vdm {
 
+const std::vector<std::string>& lr_schedule_names() {
+  static const std::vector<std::string> names{"constant", "linear", "cosine"};
+  return names;
+}
+
 double learning_rate(const LrScheduleOptions& o, int64_t step) {
   // The first update already moves (warmup step 0 -> lr/warmup, not 0), as in timm and EDM.
   if (step < o.warmup_steps) return o.lr * double(step + 1) / double(o.warmup_steps);

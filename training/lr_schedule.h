@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace vdm {
 
@@ -16,6 +17,8 @@ struct LrScheduleOptions {
 };
 
 // The rate for the update that completes step `step` + 1 (step counts completed updates).
+// The shapes learning_rate takes.
+const std::vector<std::string>& lr_schedule_names();
 double learning_rate(const LrScheduleOptions& options, int64_t step);
 
 }  // namespace vdm

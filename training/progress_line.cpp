@@ -14,7 +14,8 @@ ProgressLine::ProgressLine(bool enabled, double interval_s)
 ProgressLine::~ProgressLine() { break_line(); }
 
 void ProgressLine::update(const std::string& text, bool last) {
-  if (!enabled_) return;
+  if (!enabled_ || text == last_text_) return;  // a repeated final report says nothing new
+  last_text_ = text;
   const auto now = SteadyClock::now();
   if (tty_) {
     std::fprintf(stderr, "\r%-100s", text.c_str());

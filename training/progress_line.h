@@ -30,6 +30,7 @@ class ProgressLine {
   double interval_s_;
   SteadyClock::time_point last_;
   bool shown_any_ = false;
+  std::string last_text_;
 };
 
 }  // namespace vdm

@@ -24,6 +24,7 @@
 #include "training/stop_signal.h"
 #include "training/train_step.h"
 #include "training/train_state.h"
+#include "training/trained_model.h"
 #ifdef VDM_WITH_NCCL
 #include "distributed/nccl_communicator.h"
 #endif
@@ -81,8 +82,9 @@ Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std
 
   // Identical initial weights on every rank (the reducer broadcasts rank 0's anyway).
   torch::manual_seed(derive_seed(o.seed, 0, "init"));
-  s.model = make_model(o.model);
-  s.objective = make_objective(o.objective, make_schedule(o.schedule));
+  Network net = build_network(o.model, o.schedule, o.objective);
+  s.model = net.model;
+  s.objective = net.objective;
   s.model->to(s.device);
   s.objective->to(s.device);
   s.ema = Ema(*s.model, o.ema);
@@ -174,7 +176,7 @@ void start(Trainer::State& s) {
   to.grad_clip = o.grad_clip;
   to.bf16 = o.bf16;
   to.channels_last = o.channels_last;
-  to.class_conditional = o.model.num_classes > 0;
+  to.class_conditional = num_classes(o.model) > 0;
   to.seed = o.seed;
   to.rank = s.rank;
   to.world = s.world;
@@ -195,7 +197,7 @@ void evaluate(Trainer::State& s) {
   eo.run_dir = s.o.run_dir;
   eo.data = s.o.data;
   eo.eval_data = s.o.eval_data;
-  eo.num_classes = s.o.model.num_classes;
+  eo.num_classes = num_classes(s.o.model);
   s.model->eval();
   s.ema->swap_with(*s.model);
   auto record = evaluate_model(eo, {s.rank, s.world, s.device, s.cpu_comm.get(), s.watchdog.get()}, s.model,

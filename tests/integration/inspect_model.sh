@@ -27,4 +27,21 @@ set -e
 [ $code -eq 2 ] || fail "28 px through 4 levels: exit $code"
 echo "$err" | grep -q "data.resolution=28" && echo "$err" | grep -q "multiple of 8" \
   || fail "message: $err"
+echo "$err" | grep -q "model.channel_mult" || fail "the message names the key: $err"
+
+# Architectures from the config: a preset's defaults with keys overridden, printed resolved.
+out=$("$VDM" inspect model "$CFG" model.arch=adm "model.channel_mult=[1,2,4]" "model.attention_resolutions=[4]" \
+      model.num_res_blocks=2)
+echo "$out" | grep -q "channel_mult: \[1, 2, 4\]" || fail "resolved channel_mult: $out"
+echo "$out" | grep -q "attention_resolutions: \[4\]" || fail "resolved attention: $out"
+echo "$out" | grep -q "num_res_blocks: 2" || fail "resolved num_res_blocks: $out"
+echo "$out" | grep -q "mult \[1,2,4\], 2 res blocks/level, attention at \[4\] px" || fail "network: $out"
+out=$("$VDM" inspect model "$CFG" model.arch=vdm model.num_blocks=8)
+echo "$out" | grep -q "arch: vdm" || fail "arch: $out"
+echo "$out" | grep -q "VDM U-Net 16px x1, 8 blocks of" || fail "vdm network: $out"
+set +e
+err=$("$VDM" inspect model "$CFG" model.num_blocks=8 2>&1 >/dev/null)
+code=$?
+set -e
+[ $code -eq 2 ] && echo "$err" | grep -q "model.num_blocks: unknown key" || fail "vdm key on adm: $code $err"
 echo "inspect_model: all checks passed"

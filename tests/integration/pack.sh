@@ -32,8 +32,7 @@ PY
   > "$WORK/out.txt" 2> "$WORK/err.txt"
 grep -q "packed 20 images (2 skipped) into 3 shards (0 already complete)" "$WORK/out.txt" \
   || fail "summary: $(cat "$WORK/out.txt")"
-# The progress line: rewritten on a terminal, a log line (stdout) in a file.
-grep -q "pack: 22/22 images (2 skipped)" "$WORK/out.txt" || fail "progress: $(cat "$WORK/out.txt")"
+grep -q "pack: 22/22 images (2 skipped)" "$WORK/err.txt" || fail "progress: $(cat "$WORK/err.txt")"
 grep -q "n01443537_1.JPEG" "$WORK/err.txt" || fail "the broken file is named in a warning"
 [ -f "$WORK/p16/dataset.json" ] && [ -f "$WORK/p16/shard_00002.bin" ] || fail "shard files"
 [ "$(stat -c %s "$WORK/p16/shard_00000.bin")" -eq $((8 * 3 * 16 * 16)) ] || fail "shard 0 size"

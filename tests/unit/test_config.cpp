@@ -128,20 +128,20 @@ TEST(Config, Defaults) {
   const RunConfig c = vdm::parse_config("", "");
   EXPECT_EQ(c.name, "run");
   EXPECT_EQ(c.seed, 0u);
-  EXPECT_EQ(c.data.format, "idx");
-  EXPECT_EQ(c.data.resolution, 32);
-  EXPECT_TRUE(c.data.flip);
-  EXPECT_EQ(c.schedule.name, "linear");
-  EXPECT_DOUBLE_EQ(c.schedule.gamma_min, -13.3);
-  EXPECT_EQ(c.objective.name, "vlb");
-  EXPECT_EQ(c.objective.weighting.name, "elbo");
-  EXPECT_EQ(c.objective.proposal.name, "schedule");
-  EXPECT_EQ(c.objective.parameterisation, "eps");
+  EXPECT_EQ(c.train.data.format, "idx");
+  EXPECT_EQ(c.train.data.resolution, 32);
+  EXPECT_TRUE(c.train.loader.flip);
+  EXPECT_EQ(c.train.schedule.name, "linear");
+  EXPECT_DOUBLE_EQ(c.train.schedule.gamma_min, -13.3);
+  EXPECT_EQ(c.train.objective.name, "vlb");
+  EXPECT_EQ(c.train.objective.weighting.name, "elbo");
+  EXPECT_EQ(c.train.objective.proposal.name, "schedule");
+  EXPECT_EQ(c.train.objective.parameterisation, "eps");
   EXPECT_EQ(c.train.steps, 1000);
-  EXPECT_DOUBLE_EQ(c.train.lr, 2e-4);
-  EXPECT_EQ(c.train.device, "cpu");
-  EXPECT_EQ(c.checkpoint.keep_last, 3);
-  EXPECT_FALSE(c.eval.fid);
+  EXPECT_DOUBLE_EQ(c.train.lr.lr, 2e-4);
+  EXPECT_EQ(c.process.device, "cpu");
+  EXPECT_EQ(c.train.keep_last, 3);
+  EXPECT_FALSE(c.train.eval.fid);
   EXPECT_EQ(c.slurm.time, "01:00:00");
   EXPECT_EQ(c.slurm.launcher, "srun");
   EXPECT_TRUE(c.slurm.extra.empty());
@@ -157,26 +157,26 @@ TEST(Config, FullConfigParses) {
   EXPECT_EQ(c.source, path);
   EXPECT_EQ(c.name, "cifar_sigmoid");
   EXPECT_EQ(c.seed, 7u);
-  EXPECT_EQ(c.data.format, "imagefolder");
-  EXPECT_EQ(c.data.path, "/data/cifar10");
-  EXPECT_EQ(c.data.resolution, 64);
-  EXPECT_EQ(c.data.split, "trainset");
-  EXPECT_EQ(c.data.eval_split, "valset");
-  EXPECT_FALSE(c.data.flip);
-  EXPECT_EQ(c.data.workers, 5);
-  EXPECT_EQ(c.data.on_error, "fail");
-  EXPECT_EQ(c.model.preset, "cifar10_vdm");
-  EXPECT_EQ(c.model.channels, 128);
-  EXPECT_DOUBLE_EQ(c.model.dropout, 0.1);
-  EXPECT_EQ(c.model.num_classes, 10);
-  EXPECT_EQ(c.schedule.name, "learned");
-  EXPECT_DOUBLE_EQ(c.schedule.gamma_min, -12.5);
-  EXPECT_DOUBLE_EQ(c.schedule.gamma_max, 6.0);
-  EXPECT_DOUBLE_EQ(c.schedule.shift, 0.5);
-  EXPECT_EQ(c.schedule.hidden, 256);
-  EXPECT_FALSE(c.schedule.learn_endpoints);
-  EXPECT_TRUE(c.schedule.minimise_variance);
-  const auto& o = c.objective;
+  EXPECT_EQ(c.train.data.format, "imagefolder");
+  EXPECT_EQ(c.train.data.path, "/data/cifar10");
+  EXPECT_EQ(c.train.data.resolution, 64);
+  EXPECT_EQ(c.train.data.split, "trainset");
+  EXPECT_EQ(c.train.eval_data.split, "valset");
+  EXPECT_FALSE(c.train.loader.flip);
+  EXPECT_EQ(c.train.loader.workers, 5);
+  EXPECT_EQ(c.train.data.on_error, "fail");
+  EXPECT_EQ(c.train.model.preset, "cifar10_vdm");
+  EXPECT_EQ(c.train.model.vdm.channels(), 128);
+  EXPECT_DOUBLE_EQ(c.train.model.vdm.dropout(), 0.1);
+  EXPECT_EQ(vdm::num_classes(c.train.model), 10);
+  EXPECT_EQ(c.train.schedule.name, "learned");
+  EXPECT_DOUBLE_EQ(c.train.schedule.gamma_min, -12.5);
+  EXPECT_DOUBLE_EQ(c.train.schedule.gamma_max, 6.0);
+  EXPECT_DOUBLE_EQ(c.train.schedule.shift, 0.5);
+  EXPECT_EQ(c.train.schedule.hidden, 256);
+  EXPECT_FALSE(c.train.schedule.learn_endpoints);
+  EXPECT_TRUE(c.train.schedule.minimise_variance);
+  const auto& o = c.train.objective;
   EXPECT_EQ(o.name, "weighted");
   EXPECT_EQ(o.timesteps, 1000);
   EXPECT_EQ(o.weighting.name, "sigmoid");
@@ -198,30 +198,30 @@ TEST(Config, FullConfigParses) {
   EXPECT_EQ(o.parameterisation, "v");
   EXPECT_EQ(o.vocab_size, 16);
   EXPECT_EQ(c.train.steps, 100000);
-  EXPECT_EQ(c.train.batch_size, 128);
-  EXPECT_DOUBLE_EQ(c.train.lr, 1e-3);
-  EXPECT_EQ(c.train.warmup_steps, 500);
-  EXPECT_EQ(c.train.lr_schedule, "cosine");
+  EXPECT_EQ(c.train.loader.batch_size, 128);
+  EXPECT_DOUBLE_EQ(c.train.lr.lr, 1e-3);
+  EXPECT_EQ(c.train.lr.warmup_steps, 500);
+  EXPECT_EQ(c.train.lr.shape, "cosine");
   EXPECT_DOUBLE_EQ(c.train.grad_clip, 0.0);
-  EXPECT_DOUBLE_EQ(c.train.ema_decay, 0.999);
+  EXPECT_DOUBLE_EQ(c.train.ema.decay, 0.999);
   EXPECT_EQ(c.train.grad_accum, 2);
   EXPECT_EQ(c.train.threads, 4);
-  EXPECT_EQ(c.train.device, "cuda");
+  EXPECT_EQ(c.process.device, "cuda");
   EXPECT_EQ(c.train.log_every, 50);
-  EXPECT_EQ(c.checkpoint.every, 1000);
-  EXPECT_EQ(c.checkpoint.keep_last, 2);
-  EXPECT_EQ(c.checkpoint.keep_every, 10000);
-  EXPECT_EQ(c.eval.every, 5000);
-  EXPECT_EQ(c.eval.num_samples, 1000);
-  EXPECT_EQ(c.eval.sampler, "heun");
-  EXPECT_EQ(c.eval.steps, 64);
-  EXPECT_FALSE(c.eval.bpd);
-  EXPECT_TRUE(c.eval.fid);
-  EXPECT_EQ(c.eval.fid_features, "/models/inception.pt");
-  EXPECT_EQ(c.eval.batch_size, 250);
-  EXPECT_DOUBLE_EQ(c.distributed.bucket_mb, 50.0);
-  EXPECT_DOUBLE_EQ(c.distributed.first_bucket_mb, 0.5);
-  EXPECT_DOUBLE_EQ(c.distributed.timeout_s, 300.0);
+  EXPECT_EQ(c.train.checkpoint_every, 1000);
+  EXPECT_EQ(c.train.keep_last, 2);
+  EXPECT_EQ(c.train.keep_every, 10000);
+  EXPECT_EQ(c.train.eval_every, 5000);
+  EXPECT_EQ(c.train.eval.sample_count, 1000);
+  EXPECT_EQ(c.train.eval.sampler.sampler, "heun");
+  EXPECT_EQ(c.train.eval.sampler.steps, 64);
+  EXPECT_FALSE(c.train.eval.bpd);
+  EXPECT_TRUE(c.train.eval.fid);
+  EXPECT_EQ(c.train.eval.fid_features, "/models/inception.pt");
+  EXPECT_EQ(c.train.eval.batch_size, 250);
+  EXPECT_DOUBLE_EQ(c.train.reducer.bucket_mb, 50.0);
+  EXPECT_DOUBLE_EQ(c.train.reducer.first_bucket_mb, 0.5);
+  EXPECT_DOUBLE_EQ(c.train.timeout_s, 300.0);
   EXPECT_EQ(c.slurm.nodes, 4);
   EXPECT_EQ(c.slurm.tasks_per_node, 8);
   EXPECT_EQ(c.slurm.gpus_per_node, 8);
@@ -241,9 +241,9 @@ TEST(Config, FullConfigParses) {
 TEST(Config, ShorthandSections) {
   const RunConfig c = vdm::parse_config(
       "objective: {name: weighted, weighting: edm, proposal: edm_lognormal}\neval: {fid: false}\n", "s.yaml");
-  EXPECT_EQ(c.objective.weighting.name, "edm");
-  EXPECT_EQ(c.objective.proposal.name, "edm_lognormal");
-  EXPECT_FALSE(c.eval.fid);
+  EXPECT_EQ(c.train.objective.weighting.name, "edm");
+  EXPECT_EQ(c.train.objective.proposal.name, "edm_lognormal");
+  EXPECT_FALSE(c.train.eval.fid);
 }
 
 TEST(Config, OverridesApply) {
@@ -256,28 +256,28 @@ objective:
       text, "o.yaml",
       {"objective.weighting.bias=2", "train.steps=5", "slurm.extra=[a, b]", "slurm.env={A: x}",
        "eval.fid.enabled=true", "eval.fid.features=/f.pt", "name=swept"});
-  EXPECT_EQ(c.objective.weighting.name, "sigmoid");
-  EXPECT_DOUBLE_EQ(c.objective.weighting.bias, 2.0);
+  EXPECT_EQ(c.train.objective.weighting.name, "sigmoid");
+  EXPECT_DOUBLE_EQ(c.train.objective.weighting.bias, 2.0);
   EXPECT_EQ(c.train.steps, 5);
   EXPECT_EQ(c.slurm.extra, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(c.slurm.env.at("A"), "x");
-  EXPECT_TRUE(c.eval.fid);
-  EXPECT_EQ(c.eval.fid_features, "/f.pt");
+  EXPECT_TRUE(c.train.eval.fid);
+  EXPECT_EQ(c.train.eval.fid_features, "/f.pt");
   EXPECT_EQ(c.name, "swept");
   EXPECT_EQ(c.origins.at("train.steps"), "command-line override 'train.steps=5'");
 
   // A whole section replaced: the bias from the file goes back to its default.
   const RunConfig edm = vdm::parse_config(text, "o.yaml", {"objective.weighting=edm"});
-  EXPECT_EQ(edm.objective.weighting.name, "edm");
-  EXPECT_DOUBLE_EQ(edm.objective.weighting.bias, 0.0);
+  EXPECT_EQ(edm.train.objective.weighting.name, "edm");
+  EXPECT_DOUBLE_EQ(edm.train.objective.weighting.bias, 0.0);
 
   // A key set inside a section the file wrote as shorthand keeps the shorthand's name.
   const RunConfig mixed =
       vdm::parse_config("objective: {weighting: sigmoid}\n", "m.yaml",
                         {"objective.weighting.bias=-1", "objective.proposal.bins=8"});
-  EXPECT_EQ(mixed.objective.weighting.name, "sigmoid");
-  EXPECT_DOUBLE_EQ(mixed.objective.weighting.bias, -1.0);
-  EXPECT_EQ(mixed.objective.proposal.bins, 8);
+  EXPECT_EQ(mixed.train.objective.weighting.name, "sigmoid");
+  EXPECT_DOUBLE_EQ(mixed.train.objective.weighting.bias, -1.0);
+  EXPECT_EQ(mixed.train.objective.proposal.bins, 8);
 }
 
 TEST(Config, UnknownKeyInFile) {
@@ -420,16 +420,16 @@ TEST(Config, ResolvedYamlRoundTrips) {
                                         "slurm.qos='yes'", "data.split='123'"});
   const RunConfig b = vdm::parse_config(a.resolved_yaml, "config.yaml");
   EXPECT_EQ(b.resolved_yaml, a.resolved_yaml);
-  EXPECT_DOUBLE_EQ(b.objective.weighting.bias, 0.1);
-  EXPECT_DOUBLE_EQ(b.train.lr, a.train.lr);
-  EXPECT_DOUBLE_EQ(b.model.dropout, a.model.dropout);
+  EXPECT_DOUBLE_EQ(b.train.objective.weighting.bias, 0.1);
+  EXPECT_DOUBLE_EQ(b.train.lr.lr, a.train.lr.lr);
+  EXPECT_DOUBLE_EQ(b.train.model.vdm.dropout(), a.train.model.vdm.dropout());
   EXPECT_EQ(b.slurm.partition, "");
   EXPECT_EQ(b.slurm.qos, "yes");
-  EXPECT_EQ(b.data.split, "123");
+  EXPECT_EQ(b.train.data.split, "123");
   EXPECT_EQ(b.slurm.extra, a.slurm.extra);
   EXPECT_EQ(b.slurm.env, a.slurm.env);
   EXPECT_EQ(b.slurm.time, "2-00:00:00");
-  EXPECT_EQ(b.eval.fid_features, a.eval.fid_features);
+  EXPECT_EQ(b.train.eval.fid_features, a.train.eval.fid_features);
 
   const RunConfig d = vdm::parse_config("", "");
   EXPECT_EQ(vdm::parse_config(d.resolved_yaml, "config.yaml").resolved_yaml, d.resolved_yaml);
@@ -505,4 +505,47 @@ TEST(Config, EveryKeyHintInMessagesAndDocsExists) {
     }
   }
   EXPECT_GT(checked, 20);
+}
+
+// model: a preset gives every architecture option a default; any key overrides it; `arch` picks
+// the network and only its keys are valid.
+TEST(Config, ArchitecturesFromTheConfig) {
+  const RunConfig q = vdm::parse_config("", "q.yaml", {"model.preset=quickstart", "data.resolution=28"});
+  EXPECT_EQ(q.train.model.arch, "adm");
+  EXPECT_EQ(q.train.model.adm.base_channels(), 32);
+  EXPECT_EQ(q.train.model.adm.channel_mult(), (std::vector<int64_t>{1, 2, 2}));
+  EXPECT_EQ(q.train.model.adm.attention_resolutions(), (std::vector<int64_t>{7}));
+  EXPECT_EQ(q.train.model.adm.in_channels(), 1);  // idx data: grayscale
+
+  const RunConfig a = vdm::parse_config(
+      "", "a.yaml",
+      {"model.arch=adm", "model.channel_mult=[1,2,4]", "model.attention_resolutions=[4]", "model.num_res_blocks=2",
+       "model.scale_shift=false", "model.head_channels=4", "data.resolution=16"});
+  EXPECT_EQ(a.train.model.adm.channel_mult(), (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_EQ(a.train.model.adm.attention_resolutions(), (std::vector<int64_t>{4}));
+  EXPECT_EQ(a.train.model.adm.num_res_blocks(), 2);
+  EXPECT_FALSE(a.train.model.adm.scale_shift());
+  EXPECT_EQ(a.train.model.adm.head_channels(), 4);
+  EXPECT_EQ(a.train.model.adm.base_channels(), 8);  // the tiny preset's width, not overridden
+  const RunConfig back = vdm::parse_config(a.resolved_yaml, "config.yaml");
+  EXPECT_EQ(back.resolved_yaml, a.resolved_yaml);
+  EXPECT_EQ(back.train.model.adm.channel_mult(), a.train.model.adm.channel_mult());
+
+  const RunConfig v = vdm::parse_config("", "v.yaml", {"model.arch=vdm", "model.num_blocks=8", "model.fourier_max=-1"});
+  EXPECT_EQ(v.train.model.arch, "vdm");
+  EXPECT_EQ(v.train.model.vdm.num_blocks(), 8);
+  EXPECT_EQ(v.train.model.vdm.fourier_max(), -1);
+
+  // Keys of the other architecture, and architectures that cannot be built, are refused by key.
+  expect_contains(error_of([] { vdm::parse_config("", "x.yaml", {"model.num_blocks=8"}); }),
+                  {"model.num_blocks: unknown key"});
+  expect_contains(error_of([] {
+                    vdm::parse_config("", "x.yaml", {"data.resolution=16", "model.attention_resolutions=[5]"});
+                  }),
+                  {"command-line override 'model.attention_resolutions=[5]'", "model.attention_resolutions:",
+                   "5 px is not the resolution of a level (levels: 16, 8 px)"});
+  expect_contains(file_error("data: {resolution: 28}\nmodel: {preset: imagenet64_adm}\n"),
+                  {"model.channel_mult:", "multiple of 8", "data.resolution=28"});
+  expect_contains(error_of([] { vdm::parse_config("", "x.yaml", {"model.channel_mult=[1,x]"}); }),
+                  {"model.channel_mult[1]: expected an integer"});
 }

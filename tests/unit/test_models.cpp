@@ -33,12 +33,7 @@ TEST(Models, EveryPresetKeepsTheShape) {
   for (const auto& c : {PresetCase{"tiny", 1, 16, 0}, PresetCase{"quickstart", 1, 28, 10},
                         PresetCase{"cifar10_vdm", 3, 32, 0}, PresetCase{"imagenet64_adm", 3, 64, 1000}}) {
     torch::manual_seed(0);
-    ModelOptions o;
-    o.preset = c.preset;
-    o.in_channels = c.channels;
-    o.resolution = c.resolution;
-    o.num_classes = c.classes;
-    auto net = make_model(o);
+    auto net = make_model(model_preset(c.preset, c.channels, c.resolution, c.classes));
     torch::NoGradGuard no_grad;
     net->eval();
     auto x = images(1, c.channels, c.resolution);
@@ -53,10 +48,7 @@ TEST(Models, EveryPresetKeepsTheShape) {
 }
 
 TEST(Models, TinyIsTiny) {
-  ModelOptions o;
-  o.in_channels = 3;
-  o.resolution = 32;
-  EXPECT_LT(make_model(o)->parameter_count(), 100000);
+  EXPECT_LT(make_model(model_preset("tiny", 3, 32))->parameter_count(), 100000);
 }
 
 TEST(Models, ZeroInitialisedHeads) {
@@ -102,7 +94,7 @@ TEST(Models, ShapesThatDoNotHalveAreRefused) {
     EXPECT_NE(msg.find("resolution 28"), std::string::npos) << msg;
     EXPECT_NE(msg.find("multiple of 8"), std::string::npos) << msg;
   }
-  EXPECT_NO_THROW(UNet(UNetOptions().resolution(28).base_channels(8).channel_mult({1, 2, 2})));
+  EXPECT_NO_THROW(UNet(UNetOptions().resolution(28).base_channels(8).channel_mult({1, 2, 2}).attention_resolutions({7})));
   UNet net(UNetOptions().resolution(16).base_channels(8).channel_mult({1, 2, 2}).attention_resolutions({}));
   EXPECT_THROW(net->forward(images(1, 3, 18), noise_levels(1), {}), std::invalid_argument);
   EXPECT_THROW(net->forward(images(1, 1, 16), noise_levels(1), {}), c10::Error);
@@ -153,10 +145,7 @@ TEST(Ema, PowerWarmup) {
 TEST(Models, SaveLoadRoundTripIsBitwise) {
   const auto path = std::filesystem::temp_directory_path() / "vdm_model_roundtrip.pt";
   torch::manual_seed(0);
-  ModelOptions o;
-  o.resolution = 16;
-  o.num_classes = 5;
-  auto net = make_model(o);
+  auto net = make_model(model_preset("tiny", 3, 16, 5));
   {
     torch::NoGradGuard no_grad;
     for (auto& p : net->parameters()) p.add_(torch::randn_like(p));
@@ -173,7 +162,7 @@ TEST(Models, SaveLoadRoundTripIsBitwise) {
     archive.save_to(path.string());
   }
   torch::manual_seed(123);  // a differently initialised copy
-  auto loaded = make_model(o);
+  auto loaded = make_model(model_preset("tiny", 3, 16, 5));
   Ema loaded_ema(*loaded, EmaOptions{});
   {
     torch::serialize::InputArchive archive, model_archive, ema_archive;
@@ -197,10 +186,7 @@ TEST(Models, SaveLoadRoundTripIsBitwise) {
 // levels and noise every step (the generator is re-seeded), so the loss can go to ~0.
 TEST(Models, TinyOverfitsOneBatch) {
   torch::manual_seed(0);
-  ModelOptions mo;
-  mo.in_channels = 1;
-  mo.resolution = 16;
-  auto net = make_model(mo);
+  auto net = make_model(model_preset("tiny", 1, 16));
   ObjectiveOptions oo;
   oo.name = "eps_mse";
   auto objective = make_objective(oo, make_schedule(ScheduleOptions{}));
@@ -237,11 +223,7 @@ namespace {
 TEST(ModelsCuda, Float32AndBf16OnCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   torch::manual_seed(0);
-  ModelOptions o;
-  o.preset = "quickstart";
-  o.in_channels = 1;
-  o.resolution = 28;
-  auto net = make_model(o);
+  auto net = make_model(model_preset("quickstart", 1, 28));
   {
     torch::NoGradGuard no_grad;
     for (auto& p : net->parameters()) p.add_(0.02 * torch::randn_like(p));

@@ -1,7 +1,7 @@
 // Sweep reports (see sweep_report.h). The w(lambda) curves come from the objective each point
 // trained with (make_objective, as `vdm inspect objective` builds it), so the figure shows what
 // was optimised, not a re-derivation of it.
-#include "launch/sweep_report.h"
+#include "report/sweep_report.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -12,9 +12,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "launch/config.h"
-#include "launch/svg_plot.h"
 #include "objectives/objective.h"
+#include "report/svg_plot.h"
 #include "training/run_directory.h"
 
 namespace vdm {
@@ -61,20 +60,17 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
-void read_point(PointResult& p, const fs::path& dir, std::vector<RunConfig>& configs) {
-  if (!fs::is_regular_file(RunDirectory(dir).config())) {
+void read_point(PointResult& p, const fs::path& dir, const PointInput& in) {
+  if (in.config_state == PointInput::Config::missing) {
     p.status = "missing";
     return;
   }
-  try {
-    const RunConfig cfg = load_config(RunDirectory(dir).config());
-    p.steps_total = cfg.train.steps;
-    p.objective = describe_objective(cfg.objective);
-    configs.push_back(cfg);
-  } catch (const ConfigError&) {
+  if (in.config_state == PointInput::Config::bad) {
     p.status = "bad config";
     return;
   }
+  p.steps_total = in.config.steps_total;
+  p.objective = describe_objective(in.config.objective);
   for (const auto& m : read_jsonl(RunDirectory(dir).metrics())) {
     const double step = number(m, "step"), loss = number(m, "loss");
     if (!std::isfinite(step)) continue;
@@ -105,7 +101,7 @@ void read_point(PointResult& p, const fs::path& dir, std::vector<RunConfig>& con
 }
 
 // w(lambda) normalised to its maximum on the grid, so weightings of any scale share one axis.
-std::vector<double> weighting_curve(const RunConfig& cfg, const std::vector<double>& grid) {
+std::vector<double> weighting_curve(const PointConfig& cfg, const std::vector<double>& grid) {
   torch::NoGradGuard no_grad;
   const Objective objective = make_objective(cfg.objective, make_schedule(cfg.schedule));
   const auto w = objective->weighting(torch::tensor(grid, torch::kFloat64)).contiguous();
@@ -124,43 +120,36 @@ std::string point_name(const PointResult& p) { return std::to_string(p.index) + 
 
 }  // namespace
 
-SweepReport collect_sweep_report(const std::string& sweep_dir) {
-  const fs::path dir(sweep_dir);
-  std::ifstream in(dir / "sweep.json");
-  if (!in)
-    throw ConfigError(sweep_dir + ": no sweep.json; give a folder made by `vdm sweep` (runs/<sweep name>)");
-  const json desc = json::parse(in, nullptr, false);
-  if (!desc.is_object() || !desc.contains("points"))
-    throw ConfigError((dir / "sweep.json").string() + ": not a sweep description (no points); was it edited?");
-
+SweepReport collect_sweep_report(const SweepInput& sweep) {
+  const fs::path dir(sweep.dir);
   SweepReport r;
-  r.name = desc.value("name", dir.filename().string());
-  r.dir = sweep_dir;
-  std::vector<std::pair<size_t, RunConfig>> configs;
-  for (const auto& jp : desc["points"]) {
+  r.name = sweep.name;
+  r.dir = sweep.dir;
+  for (const auto& in : sweep.points) {
     PointResult p;
-    p.index = jp.value("index", r.points.size());
-    p.label = jp.value("label", "");
-    p.dir = jp.value("dir", "");
+    p.index = in.index;
+    p.label = in.label;
+    p.dir = in.dir;
     p.final_loss = p.bpd = p.fid = p.run_time_s = NAN;
-    std::vector<RunConfig> cfg;
-    read_point(p, dir / p.dir, cfg);
-    if (!cfg.empty()) configs.emplace_back(r.points.size(), cfg.front());
+    read_point(p, dir / p.dir, in);
     r.points.push_back(std::move(p));
   }
 
-  // One lambda grid spanning every point's schedule.
+  // One lambda grid spanning every point's schedule (of the points whose config was read).
+  const auto read = [&](size_t i) { return sweep.points[i].config_state == PointInput::Config::read; };
   double lo = INFINITY, hi = -INFINITY;
-  for (auto& [i, cfg] : configs) {
-    const NoiseSchedule s = make_schedule(cfg.schedule);
+  for (size_t i = 0; i < sweep.points.size(); ++i) {
+    if (!read(i)) continue;
+    const NoiseSchedule s = make_schedule(sweep.points[i].config.schedule);
     lo = std::min(lo, -s->gamma_at_1());
     hi = std::max(hi, -s->gamma_at_0());
   }
   if (lo < hi)
     for (int k = 0; k < 241; ++k) r.lambda_grid.push_back(lo + (hi - lo) * k / 240.0);
-  for (auto& [i, cfg] : configs) {
+  for (size_t i = 0; i < sweep.points.size(); ++i) {
+    if (!read(i)) continue;
     try {
-      r.points[i].w = weighting_curve(cfg, r.lambda_grid);
+      r.points[i].w = weighting_curve(sweep.points[i].config, r.lambda_grid);
     } catch (const std::exception&) {
       // A config this build cannot turn into an objective: the table still lists the point.
     }

@@ -1,5 +1,5 @@
 // SVG line plots (see svg_plot.h).
-#include "launch/svg_plot.h"
+#include "report/svg_plot.h"
 
 #include <algorithm>
 #include <cmath>
