@@ -76,6 +76,13 @@ OptionsProblem check_options(const ObjectiveOptions& o) {
     return {"proposal.name", "objective " + o.name + " draws t through the noise schedule, so its proposal must be "
                              "'schedule' (got '" + o.proposal.name + "'); set objective.proposal.name=schedule, "
                              "or objective.name=weighted for a weighted loss under another proposal"};
+  // The weighted loss estimates a continuous-time integral over lambda with the density p(lambda).
+  // On a T-step grid the draws of t would snap to grid points while the weight kept the
+  // continuous density: a biased sum, neither that integral nor a T-step bound.
+  if (o.name == "weighted" && o.timesteps > 0)
+    return {"timesteps", "the weighted loss is a continuous-time integral over lambda, so it needs "
+                         "objective.timesteps=0 (got " + std::to_string(o.timesteps) + "); use "
+                         "objective.name=vlb for the T-step VLB"};
   return {};
 }
 

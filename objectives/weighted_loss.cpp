@@ -12,7 +12,9 @@ class WeightedLossImpl : public ObjectiveImpl {
  public:
   WeightedLossImpl(ObjectiveOptions options, NoiseSchedule schedule)
       : ObjectiveImpl(std::move(options), std::move(schedule)),
-        weighting_(make_weighting(options_.weighting)) {}
+        weighting_(make_weighting(options_.weighting)) {
+    validate(options_);
+  }
 
   LossOutput forward(const Denoiser& denoiser, const torch::Tensor& x, const torch::Tensor& labels,
                      LossRng rng, const ProposalContext& ctx) override {

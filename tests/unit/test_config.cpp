@@ -71,7 +71,7 @@ schedule:
   minimise_variance: true
 objective:
   name: weighted
-  timesteps: 1000
+  timesteps: 0
   weighting: {name: sigmoid, bias: 2.5, k: 4, gamma: 0.5, p_mean: -1, p_std: 1.5, sigma_data: 0.25}
   proposal:
     name: adaptive
@@ -178,7 +178,7 @@ TEST(Config, FullConfigParses) {
   EXPECT_TRUE(c.train.schedule.minimise_variance);
   const auto& o = c.train.objective;
   EXPECT_EQ(o.name, "weighted");
-  EXPECT_EQ(o.timesteps, 1000);
+  EXPECT_EQ(o.timesteps, 0);
   EXPECT_EQ(o.weighting.name, "sigmoid");
   EXPECT_DOUBLE_EQ(o.weighting.bias, 2.5);
   EXPECT_DOUBLE_EQ(o.weighting.k, 4.0);
@@ -468,6 +468,13 @@ TEST(Config, ObjectiveCombinationRulesNameTheKey) {
   expect_contains(file_error("objective:\n  name: eps_mse\n  proposal:\n    name: edm_lognormal\n"),
                   {"x.yaml:4: objective.proposal.name:", "objective eps_mse"});
   EXPECT_NO_THROW(vdm::parse_config("", "q.yaml", {"objective.name=weighted", "objective.proposal.name=adaptive"}));
+  // The weighted loss on a T-step grid would be a biased sum (issue 15): refused, naming the key.
+  expect_contains(error_of([] {
+                    vdm::parse_config("", "q.yaml", {"objective.name=weighted", "objective.timesteps=1000"});
+                  }),
+                  {"command-line override 'objective.timesteps=1000'", "objective.timesteps:",
+                   "continuous-time integral", "objective.name=vlb"});
+  EXPECT_NO_THROW(vdm::parse_config("", "q.yaml", {"objective.name=vlb", "objective.timesteps=1000"}));
 }
 
 // Every `key.path=value` hint that a message or a doc gives names a key the config accepts:

@@ -251,6 +251,9 @@ TEST(Objective, RegistryErrors) {
   EXPECT_THROW(make_objective(objective("vlb", 0, "elbo", "adaptive"), s), std::invalid_argument);
   EXPECT_THROW(make_objective(objective("eps_mse", 0, "elbo", "edm_lognormal"), s), std::invalid_argument);
   EXPECT_THROW(make_objective(objective("vlb", 10), make_schedule(learned_schedule(true))), std::invalid_argument);
+  // The weighted loss is a continuous-time integral: on a T-step grid it would be a biased sum.
+  EXPECT_THROW(make_objective(objective("weighted", 10, "sigmoid"), s), std::invalid_argument);
+  EXPECT_NO_THROW(make_objective(objective("vlb", 10), s));
   Denoiser bad = [](const torch::Tensor& in, const torch::Tensor&, const torch::Tensor&) { return in.sum(1); };
   auto obj = make_objective(objective("vlb"), s);
   auto g = at::make_generator<at::CPUGeneratorImpl>(3);
