@@ -83,15 +83,16 @@ LearnedScheduleImpl::LearnedScheduleImpl(ScheduleOptions options)
     gamma_0_ = register_buffer("gamma_0", g0);
     gamma_1_ = register_buffer("gamma_1", g1);
   }
-  // VDM initialises l1 to the linear schedule and l2/l3 with N(0, 1); since the output is
-  // renormalised, only the shape of g matters. A fixed seed keeps construction reproducible
-  // without touching the global generator.
+  // VDM's initialisation (Kingma et al. 2021, NoiseSchedule_NNet): l1 is the linear schedule
+  // (weight gamma_max - gamma_min, bias gamma_min), l2 and l3 start from N(0, 1) weights and l2's
+  // bias from zero, so the network starts as the linear schedule plus a small monotone bend. A
+  // fixed seed keeps construction reproducible without touching the global generator.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(0x5eed);
   const int64_t h = options_.hidden;
-  w1_ = register_parameter("l1_weight", torch::ones({1, 1}, f64));
-  b1_ = register_parameter("l1_bias", torch::zeros({1}, f64));
+  w1_ = register_parameter("l1_weight", torch::full({1, 1}, options_.gamma_max - options_.gamma_min, f64));
+  b1_ = register_parameter("l1_bias", torch::full({1}, options_.gamma_min, f64));
   w2_ = register_parameter("l2_weight", at::normal(0.0, 1.0, {h, 1}, gen, f64));
-  b2_ = register_parameter("l2_bias", at::normal(0.0, 1.0, {h}, gen, f64));
+  b2_ = register_parameter("l2_bias", torch::zeros({h}, f64));
   w3_ = register_parameter("l3_weight", at::normal(0.0, 1.0, {1, h}, gen, f64));
 }
 

@@ -119,6 +119,20 @@ TEST(Schedule, LearnedEndpointsAndMonotone) {
   EXPECT_EQ(v.gamma.scalar_type(), torch::kFloat64);
 }
 
+// VDM's initialisation: the first layer is the linear schedule and the second bias is zero, so at
+// initialisation the learned schedule is close to linear in t (issue 15).
+TEST(Schedule, LearnedStartsNearTheLinearSchedule) {
+  auto s = make_schedule(opts("learned", -13.3, 5.0));
+  const auto params = s->named_parameters();
+  EXPECT_DOUBLE_EQ(params["l1_weight"].item<double>(), 5.0 - -13.3);
+  EXPECT_DOUBLE_EQ(params["l1_bias"].item<double>(), -13.3);
+  EXPECT_EQ(params["l2_bias"].abs().max().item<double>(), 0.0);
+  const auto t = torch::linspace(0, 1, 101, torch::kFloat64);
+  const auto gamma = s->values(t).gamma;
+  const auto linear = -13.3 + 18.3 * t;
+  EXPECT_LT((gamma - linear).abs().max().item<double>() / 18.3, 0.05);
+}
+
 TEST(Schedule, LearnedFixedEndpointsAreBuffers) {
   auto o = opts("learned", -10.0, 4.0);
   o.learn_endpoints = false;
