@@ -440,6 +440,9 @@ void GradientReducer::finish() {
     }
 
   wait_all();
+  // The status read below blocks the host until the reduction is done. With NCCL a dead peer
+  // would hang it; synchronize() waits while polling NCCL's error state instead, and throws.
+  if (comm_->world() > 1) comm_->synchronize();
   if (buckets_.empty()) return reset_step();
   const Bucket& last = buckets_.back();
   const auto status = last.buffer.narrow(0, last.grad_numel, status_slots_).to(torch::kCPU, torch::kFloat32);

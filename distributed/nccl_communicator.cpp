@@ -217,15 +217,22 @@ NcclCommunicator::NcclCommunicator(Communicator& host, int device_index) : devic
   try {
     check_nccl(ncclCommInitRank(&comm_, world_, message.id, rank_), "NcclCommunicator",
                "ncclCommInitRank");
-    // Highest priority: while backward runs, a queued all-reduce should not wait behind
-    // compute kernels, or the overlap is lost.
+    // High priority: while backward runs, a queued all-reduce should not wait behind compute
+    // kernels, or the overlap is lost. Non-blocking: no implicit synchronisation with the legacy
+    // default stream; the events of the protocol are the only ordering.
+#ifdef VDM_TORCH_HAS_CUDA
+    // From LibTorch's pool, which never destroys its streams: tensors marked as used on this
+    // stream (recordStream) may outlive the communicator (the buckets behind .grad, a Work's
+    // tensor), and the caching allocator records an event on that stream when they are freed.
+    stream_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, static_cast<c10::DeviceIndex>(device_)).stream();
+#else
     int least = 0, greatest = 0;
     check_cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest), "NcclCommunicator",
                "cudaDeviceGetStreamPriorityRange");
-    // Non-blocking: no implicit synchronisation with the legacy default stream; the events
-    // of the protocol are the only ordering.
     check_cuda(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest),
                "NcclCommunicator", "cudaStreamCreateWithPriority");
+    owns_stream_ = true;
+#endif
     check_cuda(cudaEventCreateWithFlags(&ready_event_, cudaEventDisableTiming), "NcclCommunicator",
                "cudaEventCreateWithFlags");
     check_cuda(cudaEventCreateWithFlags(&finish_event_, cudaEventDisableTiming),
@@ -266,7 +273,7 @@ void NcclCommunicator::release(bool abort) noexcept {
   if (barrier_buffer_ != nullptr) cudaFree(barrier_buffer_);
   if (finish_event_ != nullptr) cudaEventDestroy(finish_event_);
   if (ready_event_ != nullptr) cudaEventDestroy(ready_event_);
-  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  if (stream_ != nullptr && owns_stream_) cudaStreamDestroy(stream_);
   barrier_buffer_ = nullptr;
   finish_event_ = ready_event_ = nullptr;
   stream_ = nullptr;

@@ -88,6 +88,7 @@ class NcclCommunicator : public Communicator {
   bool native_avg_ = false;  // ncclAvg available (NCCL >= 2.10 at build and run time)
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  bool owns_stream_ = false;  // created here (a CPU LibTorch); else LibTorch's pool owns it
   cudaEvent_t ready_event_ = nullptr;   // compute stream -> NCCL stream, reused per call
   cudaEvent_t finish_event_ = nullptr;  // NCCL stream -> compute stream for blocking calls
   float* barrier_buffer_ = nullptr;     // one device float that barrier() all-reduces

@@ -122,7 +122,7 @@ ProcessContext::ProcessContext(int* argc, char*** argv, ProcessContextOptions op
   if (options.device == "cuda") {
     select_cuda_device();
 #ifdef VDM_WITH_MPI
-    check_one_gpu_per_rank(&local);
+    if (options.exclusive_gpu) check_one_gpu_per_rank(&local);
 #endif
   } else if (options.device != "cpu") {
     abort_job("unknown device '" + options.device + "' (choose cpu or cuda)", 2);

@@ -15,6 +15,9 @@ namespace vdm {
 
 struct ProcessContextOptions {
   std::string device = "cpu";  // cpu | cuda (cuda:local_rank)
+  // cuda: refuse two ranks of a node on one GPU (NCCL cannot run them). Training sets it;
+  // sampling and FID, which need no NCCL, may share GPUs.
+  bool exclusive_gpu = false;
 };
 
 class ProcessContext {

@@ -498,8 +498,13 @@ void visit(V& v, ObjectiveOptions& o) {
   v.section("weighting", o.weighting);
   v.section("proposal", o.proposal);
   v.choose("parameterisation", o.parameterisation, parameterisation_names());
-  v.field("vocab_size", o.vocab_size);
-  v.check(o.vocab_size >= 2, "vocab_size", at_least(2));
+  if (V::reading()) {
+    // Configs written before the key was removed say 256; pixels are 8-bit everywhere (encoding,
+    // the decoder, the samplers), so no other value could be honoured.
+    int64_t vocab_size = 256;
+    v.field("vocab_size", vocab_size);
+    v.check(vocab_size == 256, "vocab_size", "pixels are 8-bit everywhere, so only 256 is accepted; remove the key");
+  }
   const OptionsProblem problem = check_options(o);  // the objectives' own rules
   v.check_rule(!problem, problem.key, problem.fix);
 }

@@ -43,7 +43,7 @@ RunConfig load_train_config(const TrainArgs& a) {
 
 // The settings a checkpoint cannot be continued under: they change parameter shapes, or what
 // the stored parameters mean. Everything else (steps, lr, batch size, ...) may change on resume.
-// The architecture is every key of model: but the preset's name (the keys decide), compared in
+// The architecture is every key of model: but the preset's name (the keys decide) and dropout, compared in
 // the resolved YAML, so a key added to the model is covered without being listed here.
 std::vector<std::string> resume_breaking_differences(const RunConfig& now, const RunConfig& then) {
   const YAML::Node a = YAML::Load(now.resolved_yaml), b = YAML::Load(then.resolved_yaml);
@@ -59,8 +59,9 @@ std::vector<std::string> resume_breaking_differences(const RunConfig& now, const
   auto at = [](const YAML::Node& root, const std::string& section, const std::string& key) {
     return YAML::Node(root[section])[key];
   };
+  // Dropout changes neither shapes nor what the weights mean.
   for (const auto& kv : a["model"])
-    if (kv.first.Scalar() != "preset")
+    if (kv.first.Scalar() != "preset" && kv.first.Scalar() != "dropout")
       cmp("model." + kv.first.Scalar(), text(kv.second), text(at(b, "model", kv.first.Scalar())));
   cmp("data.format (image channels)", std::to_string(now.train.data.channels), std::to_string(then.train.data.channels));
   for (const auto& [section, key] : std::vector<std::pair<std::string, std::string>>{
@@ -100,7 +101,9 @@ int run_train(const TrainArgs& a) {
                       "RUN/checkpoints/step_XXXXXXXX folder");
   const std::string run_dir = a.run_dir.empty() ? (fs::path("runs") / cfg.name).string() : a.run_dir;
 
-  ProcessContext context(nullptr, nullptr, cfg.process);
+  ProcessContextOptions po = cfg.process;
+  po.exclusive_gpu = true;  // NCCL: one GPU per rank
+  ProcessContext context(nullptr, nullptr, po);
   configure_rank_logging(context.rank(), context.world());
   return run_or_abort([&] {
     if (context.is_root()) {

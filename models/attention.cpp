@@ -16,8 +16,10 @@ torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k
 bool has_fused_attention() { return true; }
 
 torch::Tensor dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
-  // The default scale is 1/sqrt(d), as in reference_attention.
-  return at::scaled_dot_product_attention(q, k, v);
+  // The default scale is 1/sqrt(d), as in reference_attention. The fused GPU kernels (flash,
+  // memory-efficient) want the head dimension contiguous, which the U-Net's transposed views of
+  // its qkv projection are not.
+  return at::scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous());
 }
 #else
 bool has_fused_attention() { return false; }

@@ -59,6 +59,12 @@ void validate(const UNetOptions& o) {
   } catch (const std::invalid_argument& e) {
     fail("channel_mult: " + std::string(e.what()) + " (data.resolution=" + std::to_string(o.resolution()) + ")");
   }
+  auto check_heads = [&](int64_t ch, const std::string& where) {
+    const int64_t heads = o.head_channels() > 0 ? std::max<int64_t>(1, ch / o.head_channels()) : o.num_heads();
+    if (ch % heads != 0)
+      fail("num_heads: " + std::to_string(heads) + " heads do not divide the " + std::to_string(ch) + " channels at " +
+           where);
+  };
   // Attention only where a level is: a resolution that no level has would silently do nothing.
   std::vector<int64_t> levels;
   for (size_t l = 0; l < mult.size(); ++l) levels.push_back(o.resolution() >> l);
@@ -70,12 +76,9 @@ void validate(const UNetOptions& o) {
       fail("attention_resolutions: " + std::to_string(r) + " px is not the resolution of a level (levels: " + list +
            " px)");
     }
-    const int64_t ch = o.base_channels() * mult[size_t(at - levels.begin())];
-    const int64_t heads = o.head_channels() > 0 ? std::max<int64_t>(1, ch / o.head_channels()) : o.num_heads();
-    if (ch % heads != 0)
-      fail("num_heads: " + std::to_string(heads) + " heads do not divide the " + std::to_string(ch) +
-           " channels at " + std::to_string(r) + " px");
+    check_heads(o.base_channels() * mult[size_t(at - levels.begin())], std::to_string(r) + " px");
   }
+  check_heads(o.base_channels() * mult.back(), "the middle block");  // it always attends
 }
 
 UNetImpl::UNetImpl(UNetOptions o) : options_(std::move(o)) {

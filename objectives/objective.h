@@ -25,7 +25,6 @@ struct ObjectiveOptions {
   WeightingOptions weighting;
   ProposalOptions proposal;
   std::string parameterisation = "eps";  // eps | x | v | F
-  int64_t vocab_size = 256;              // bins of the discretised decoder (8-bit data)
 };
 
 // The network as the objective sees it: (scaled z_t, c_noise [B] in the data dtype, labels) -> output

@@ -47,7 +47,7 @@ class VlbImpl : public ObjectiveImpl {
     auto x64 = x.to(torch::kFloat64);
     auto z_0 = torch::sqrt(torch::sigmoid(-gamma_0)) * x64 +
                torch::sqrt(torch::sigmoid(gamma_0)) * draw_normal(x.sizes(), rng.noise, f64);
-    auto recon = reconstruction_nll(x, z_0, gamma_0, options_.vocab_size).flatten(1).sum(1);
+    auto recon = reconstruction_nll(x, z_0, gamma_0).flatten(1).sum(1);
 
     LossOutput out;
     out.per_sample = diffusion + prior + recon;

@@ -61,11 +61,10 @@ void TrainStep::forward_backward(int64_t step, int64_t micro, const Batch& batch
 
 void TrainStep::reduce_gradients(int64_t step) {
   {
+    // finish() waits for NCCL on the host (Communicator::synchronize), where a failed collective
+    // becomes an error that names it rather than a hang in a later copy to the host.
     auto guard = p_.watchdog.watch("gradient all-reduce", step);
     p_.reducer.finish();
-    // NCCL finishes on the device: wait here, where a failed collective becomes an error that
-    // names it, rather than in the gradient norm's copy to the host, where it would hang.
-    p_.grad_comm.synchronize();
   }
   if (auto hist = p_.objective->proposal().pending_histogram(); hist.defined()) {
     auto guard = p_.watchdog.watch("all_reduce(proposal histogram)", step);

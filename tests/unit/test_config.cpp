@@ -84,7 +84,6 @@ objective:
     ema: 0.95
     uniform_mix: 0.2
   parameterisation: v
-  vocab_size: 16
 train:
   steps: 1e5
   batch_size: 128
@@ -196,7 +195,6 @@ TEST(Config, FullConfigParses) {
   EXPECT_DOUBLE_EQ(o.proposal.ema, 0.95);
   EXPECT_DOUBLE_EQ(o.proposal.uniform_mix, 0.2);
   EXPECT_EQ(o.parameterisation, "v");
-  EXPECT_EQ(o.vocab_size, 16);
   EXPECT_EQ(c.train.steps, 100000);
   EXPECT_EQ(c.train.loader.batch_size, 128);
   EXPECT_DOUBLE_EQ(c.train.lr.lr, 1e-3);
@@ -475,6 +473,12 @@ TEST(Config, ObjectiveCombinationRulesNameTheKey) {
                   {"command-line override 'objective.timesteps=1000'", "objective.timesteps:",
                    "continuous-time integral", "objective.name=vlb"});
   EXPECT_NO_THROW(vdm::parse_config("", "q.yaml", {"objective.name=vlb", "objective.timesteps=1000"}));
+  // Pixels are 8-bit everywhere (encoding, decoder, samplers): the decoder's bin count is no key
+  // any more; older config.yaml files that say 256 still read.
+  expect_contains(error_of([] { vdm::parse_config("", "q.yaml", {"objective.vocab_size=16"}); }),
+                  {"objective.vocab_size: pixels are 8-bit everywhere", "got '16'"});
+  const RunConfig old = vdm::parse_config("", "q.yaml", {"objective.vocab_size=256"});
+  EXPECT_EQ(old.resolved_yaml.find("vocab_size"), std::string::npos);
 }
 
 // Every `key.path=value` hint that a message or a doc gives names a key the config accepts:
@@ -553,6 +557,12 @@ TEST(Config, ArchitecturesFromTheConfig) {
                    "5 px is not the resolution of a level (levels: 16, 8 px)"});
   expect_contains(file_error("data: {resolution: 28}\nmodel: {preset: imagenet64_adm}\n"),
                   {"model.channel_mult:", "multiple of 8", "data.resolution=28"});
+  // The middle block always attends: its heads must divide its width too.
+  expect_contains(error_of([] {
+                    vdm::parse_config("", "x.yaml", {"data.resolution=16", "model.attention_resolutions=[]",
+                                                     "model.num_heads=3"});
+                  }),
+                  {"model.num_heads: 3 heads do not divide the 16 channels at the middle block"});
   expect_contains(error_of([] { vdm::parse_config("", "x.yaml", {"model.channel_mult=[1,x]"}); }),
                   {"model.channel_mult[1]: expected an integer"});
 }
