@@ -15,6 +15,8 @@ const std::vector<std::string>& data_format_names() {
   return names;
 }
 
+int64_t format_channels(const std::string& format) { return format == "idx" ? 1 : 3; }
+
 const std::vector<std::string>& on_error_names() {
   static const std::vector<std::string> names{"skip", "fail"};
   return names;

@@ -42,6 +42,9 @@ using DatasetPtr = std::shared_ptr<const Dataset>;
 // or malformed (before any work starts).
 // The formats open_dataset reads, and the on_error policies.
 const std::vector<std::string>& data_format_names();
+// The image channels a format holds when DataOptions::channels is 0: idx is grayscale, image
+// folders and packed shards (of RGB images) are RGB.
+int64_t format_channels(const std::string& format);
 const std::vector<std::string>& on_error_names();
 DatasetPtr open_dataset(const DataOptions& options);
 

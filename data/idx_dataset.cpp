@@ -70,7 +70,7 @@ IdxDataset::IdxDataset(const DataOptions& o) {
   num_classes_ = *std::max_element(labels_.begin(), labels_.end()) + 1;
 
   resolution_ = o.resolution;
-  channels_ = o.channels > 0 ? o.channels : 1;
+  channels_ = o.channels > 0 ? o.channels : format_channels("idx");
   if (channels_ != 1 && channels_ != 3) throw std::runtime_error("data.channels must be 1 or 3");
   const int64_t R = resolution_, out_bytes = channels_ * R * R;
   pixels_.resize(size_t(count_ * out_bytes));

@@ -12,7 +12,7 @@ namespace vdm {
 namespace fs = std::filesystem;
 
 ImageFolderDataset::ImageFolderDataset(const DataOptions& o, ResizeFilter filter)
-    : channels_(o.channels > 0 ? o.channels : 3), resolution_(o.resolution), filter_(filter) {
+    : channels_(o.channels > 0 ? o.channels : format_channels("imagefolder")), resolution_(o.resolution), filter_(filter) {
   fs::path root = o.path;
   if (!fs::is_directory(root))
     throw std::runtime_error("data.path " + o.path + " is not a folder; for format imagefolder "

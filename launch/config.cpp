@@ -360,12 +360,8 @@ void visit_data(V& v, TrainerOptions& t) {
   v.choose("on_error", d.on_error, on_error_names());
 }
 
-// The image channels of a data format (idx: grayscale; image folders and packed: RGB).
-int64_t format_channels(const std::string& format) { return format == "idx" ? 1 : 3; }
-
 // The keys of each architecture's options. `channels` is the base width of either; 0 keeps the
-// preset's, and a negative dropout the preset's dropout (so configs written before the
-// architecture keys existed read the same).
+// preset's (configs written before the architecture keys existed say 0; they left dropout out).
 template <class V>
 int64_t width_key(V& v, int64_t current) {
   int64_t width = current;
@@ -378,7 +374,8 @@ template <class V>
 double dropout_key(V& v, double current) {
   double dropout = current;
   v.field("dropout", dropout);
-  return dropout >= 0 ? dropout : current;
+  v.check(dropout >= 0 && dropout < 1, "dropout", kUnitOpen);
+  return dropout;
 }
 
 template <class V>
@@ -661,7 +658,6 @@ void derive_fields(RunConfig& c) {
   t.eval_data.split = eval_split;
   t.loader.seed = c.seed;
   t.loader.on_error = t.data.on_error;
-  t.lr.total_steps = t.steps;
   EvaluatorOptions& e = t.eval;
   e.seed = c.seed;
   e.data = t.data;

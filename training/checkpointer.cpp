@@ -18,12 +18,14 @@ Checkpointer::Checkpointer(CheckpointerOptions options, Communicator& host, Watc
 
 // Rank 0 chooses the checkpoint (the newest that verifies, for `auto`) and broadcasts its step,
 // so that all ranks resume the same one even if another rank would have judged differently
-// (a file changing under it); every rank then reads it from the shared run directory.
-int64_t Checkpointer::choose() {
+// (a file changing under it); the other ranks then read it from the shared run directory, and
+// rank 0 keeps the copy it has just verified.
+int64_t Checkpointer::choose(std::optional<LoadedCheckpoint>& verified) {
   int64_t step = -1;
   if (rank_ == 0) {
     store_->remove_stale_temporaries();
-    if (auto found = store_->load_latest_valid()) step = found->step;
+    verified = store_->load_latest_valid();
+    if (verified) step = verified->step;
   }
   auto t = torch::tensor({step}, torch::kInt64);
   {
@@ -36,12 +38,13 @@ int64_t Checkpointer::choose() {
 std::optional<TrainStateInfo> Checkpointer::resume(TrainStateRefs refs) {
   if (o_.resume == "none") return std::nullopt;
   std::string path = o_.resume;
+  std::optional<LoadedCheckpoint> verified;
   if (o_.resume == "auto") {
-    const int64_t step = choose();
+    const int64_t step = choose(verified);
     if (step < 0) return std::nullopt;
     path = (std::filesystem::path(o_.dir) / CheckpointStore::folder_name(step)).string();
   }
-  const LoadedCheckpoint ckpt = store_->load(path);
+  const LoadedCheckpoint ckpt = verified ? std::move(*verified) : store_->load(path);
   const TrainStateInfo info = read_train_state(ckpt, refs, o_.check_resume, rank_, world_);
   last_step_ = info.counters.step;
   if (rank_ == 0) spdlog::info("resumed from {} (step {}, epoch {})", path, info.counters.step, info.sampler.epoch);

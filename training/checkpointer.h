@@ -39,7 +39,8 @@ class Checkpointer {
   int64_t last_step() const { return last_step_; }
 
  private:
-  int64_t choose();
+  // Collective: the step rank 0 chose (-1: none); rank 0's verified copy goes to `verified`.
+  int64_t choose(std::optional<LoadedCheckpoint>& verified);
   CheckpointerOptions o_;
   Communicator& host_;
   Watchdog& watchdog_;

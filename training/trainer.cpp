@@ -64,7 +64,6 @@ struct Trainer::State {
   SamplerState sampler_state;
   TrainCounters counters;
   std::unique_ptr<MetricsLog> metrics, eval_log;
-  LrScheduleOptions lr;
 };
 
 Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std::make_unique<State>()) {
@@ -94,8 +93,7 @@ Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std
   for (const auto& [name, tensor] : s.named) params.push_back(tensor);
   s.optimizer = std::make_unique<torch::optim::AdamW>(
       params, torch::optim::AdamWOptions(o.lr.lr).betas({o.adam_beta1, o.adam_beta2}).eps(o.adam_eps).weight_decay(o.weight_decay));
-  s.lr = o.lr;
-  s.lr.total_steps = o.steps;
+  o.lr.total_steps = o.steps;
 
   s.cpu_comm = make_host_communicator();
   s.grad_comm = s.cpu_comm;
@@ -243,7 +241,7 @@ TrainResult Trainer::run() {
       return {TrainOutcome::Preempted, s.counters.step};
     }
     if (s.counters.step >= o.steps) break;
-    const double lr = learning_rate(s.lr, s.counters.step);
+    const double lr = learning_rate(o.lr, s.counters.step);
     const StepResult r = s.step->run(s.counters.step, lr, [&] { return s.loader->next(); });
     s.sampler_state = r.sampler;
     s.counters.step += 1;

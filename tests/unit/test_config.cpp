@@ -557,6 +557,9 @@ TEST(Config, ArchitecturesFromTheConfig) {
                    "5 px is not the resolution of a level (levels: 16, 8 px)"});
   expect_contains(file_error("data: {resolution: 28}\nmodel: {preset: imagenet64_adm}\n"),
                   {"model.channel_mult:", "multiple of 8", "data.resolution=28"});
+  // A given dropout must be a probability; leaving it out keeps the preset's.
+  expect_contains(error_of([] { vdm::parse_config("", "x.yaml", {"model.dropout=-0.5"}); }),
+                  {"model.dropout: must be in [0, 1), got '-0.5'"});
   // The middle block always attends: its heads must divide its width too.
   expect_contains(error_of([] {
                     vdm::parse_config("", "x.yaml", {"data.resolution=16", "model.attention_resolutions=[]",
