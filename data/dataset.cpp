@@ -33,4 +33,10 @@ DatasetPtr open_dataset(const DataOptions& o) {
   throw std::runtime_error("unknown data.format '" + o.format + "' (choose idx, imagefolder or packed)");
 }
 
+void check_split(const DataOptions& o) {
+  if (o.format == "idx") idx_split_files(o.path, o.split);
+  if (o.format == "imagefolder") image_folder_split_root(o.path, o.split);
+  if (o.format == "packed") packed_split_dir(o);
+}
+
 }  // namespace vdm

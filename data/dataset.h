@@ -14,7 +14,9 @@ struct DataOptions {
   std::string format = "idx";   // idx | imagefolder | packed
   std::string path;
   int64_t resolution = 32;      // output H = W
-  std::string split = "train";  // idx: train | test; imagefolder: PATH/<split> when it exists
+  // idx: train | test; imagefolder: PATH/<split> (a plain PATH/<class> layout is only train);
+  // packed: DIR/<split>. A split the data lacks is an error, never another split's images.
+  std::string split = "train";
   int64_t channels = 0;         // 0: the format's own (idx 1, images 3); else 1 or 3
   std::string on_error = "skip";  // skip | fail: unreadable files, empty classes, bad shards
 };
@@ -47,5 +49,9 @@ const std::vector<std::string>& data_format_names();
 int64_t format_channels(const std::string& format);
 const std::vector<std::string>& on_error_names();
 DatasetPtr open_dataset(const DataOptions& options);
+// Whether options.split exists, without opening the data (a directory listing at most); throws
+// std::runtime_error with the message open_dataset would give. Lets a run refuse a missing
+// held-out split before it trains.
+void check_split(const DataOptions& options);
 
 }  // namespace vdm

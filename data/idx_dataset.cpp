@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <stdexcept>
+#include <tuple>
 
 #include "data/transforms.h"
 
@@ -15,15 +16,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string find_file(const std::string& dir, const std::string& stem) {
+bool exists_gz(const fs::path& p) { return fs::exists(p) || fs::exists(p.string() + ".gz"); }
+
+std::string find_file(const std::string& dir, const std::string& stem, const std::string& split) {
   for (const char* suffix : {"", ".gz"}) {
     auto p = fs::path(dir) / (stem + suffix);
     if (fs::exists(p)) return p.string();
   }
-  throw std::runtime_error("data.path " + dir + " has no " + stem + "[.gz]; point data.path at "
-                           "the folder holding the idx files (Debian: apt-get install "
-                           "dataset-fashion-mnist, then /usr/share/datasets/fashion-mnist)");
+  throw std::runtime_error("data.path " + dir + " has no " + stem + "[.gz] (idx split '" + split +
+                           "'); point data.path at the folder holding the idx files (Debian: "
+                           "apt-get install dataset-fashion-mnist, then /usr/share/datasets/fashion-mnist)");
 }
+
+const char* file_prefix(const std::string& split) { return split == "train" ? "train" : "t10k"; }
 
 std::vector<uint8_t> read_gz(const std::string& path) {
   gzFile f = gzopen(path.c_str(), "rb");
@@ -44,16 +49,29 @@ uint32_t be32(const std::vector<uint8_t>& b, size_t at) {
 
 }  // namespace
 
+std::pair<std::string, std::string> idx_split_files(const std::string& dir, const std::string& split) {
+  if (split != "train" && split != "test")
+    throw std::runtime_error("idx data at " + dir + " has the splits 'train' (train-images-idx3-ubyte[.gz] "
+                             "and train-labels-idx1-ubyte[.gz]) and 'test' (t10k-images-idx3-ubyte[.gz] "
+                             "and t10k-labels-idx1-ubyte[.gz]), not '" + split + "'; use train or test");
+  const std::string prefix = file_prefix(split);
+  return {find_file(dir, prefix + "-images-idx3-ubyte", split), find_file(dir, prefix + "-labels-idx1-ubyte", split)};
+}
+
+std::vector<std::string> idx_splits(const std::string& dir) {
+  std::vector<std::string> splits;
+  for (const char* split : {"train", "test"})
+    if (exists_gz(fs::path(dir) / (std::string(file_prefix(split)) + "-images-idx3-ubyte"))) splits.push_back(split);
+  return splits;
+}
+
 IdxDataset::IdxDataset(const DataOptions& o) {
   if (!fs::is_directory(o.path))
     throw std::runtime_error("data.path " + o.path + " is not a folder; point it at the folder "
                              "holding {train,t10k}-images-idx3-ubyte[.gz]");
-  if (o.split != "train" && o.split != "test")
-    throw std::runtime_error("idx data has splits 'train' and 'test', not '" + o.split + "'");
-  const std::string prefix = o.split == "train" ? "train" : "t10k";
-  images_path_ = find_file(o.path, prefix + "-images-idx3-ubyte");
+  std::string label_path;
+  std::tie(images_path_, label_path) = idx_split_files(o.path, o.split);
   const auto images = read_gz(images_path_);
-  const auto label_path = find_file(o.path, prefix + "-labels-idx1-ubyte");
   const auto labels = read_gz(label_path);
   if (images.size() < 16 || be32(images, 0) != 0x803)
     throw std::runtime_error(images_path_ + ": not an idx3 image file (bad magic number)");

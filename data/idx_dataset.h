@@ -3,9 +3,18 @@
 // split is held in memory (47 MB for 60k 28x28 images); other resolutions are resized once.
 #pragma once
 
+#include <utility>
+
 #include "data/dataset.h"
 
 namespace vdm {
+
+// The files of an idx split: train -> train-{images-idx3,labels-idx1}-ubyte[.gz], test ->
+// t10k-...; {images, labels} as found in dir. Throws std::runtime_error naming the files
+// expected for any other split name, or for files that are missing.
+std::pair<std::string, std::string> idx_split_files(const std::string& dir, const std::string& split);
+// The splits whose image file is present in dir, of train and test.
+std::vector<std::string> idx_splits(const std::string& dir);
 
 class IdxDataset : public Dataset {
  public:

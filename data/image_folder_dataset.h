@@ -1,12 +1,24 @@
 // The ImageNet train layout: root/<class>/<file>, class = index of the folder name in sorted
 // order, files sorted within a class; JPEG or PNG, decoded and center-cropped + resized to the
-// resolution on every read. PATH/<split> is used when it exists (root/train, root/val).
+// resolution on every read. Splits are folders (root/train, root/val); a plain root/<class>
+// layout without them is the split `train` and nothing else, so no held-out split can ever
+// silently read the training images.
 #pragma once
 
 #include "data/dataset.h"
 #include "data/transforms.h"
 
 namespace vdm {
+
+// The names a split folder may have: train, val, valid, validation, test.
+const std::vector<std::string>& split_folder_names();
+// The split folders of an image-folder root: sub-folders with one of those names that hold
+// class folders, in that order. Empty for a plain root/<class>/<images> layout.
+std::vector<std::string> image_folder_splits(const std::string& root);
+// The folder whose class folders make up `split`: root/<split> when it exists, root itself for
+// split `train` of a plain layout; otherwise throws std::runtime_error naming root/<split>, the
+// split folders there are, and the fix.
+std::string image_folder_split_root(const std::string& root, const std::string& split);
 
 class ImageFolderDataset : public Dataset {
  public:

@@ -52,6 +52,40 @@ bool read_shard_json(const std::string& dir, const std::string& name, PackedShar
 
 namespace {
 
+// DIR/dataset.json, or null when it is missing or unreadable (the caller decides what that means).
+json read_index(const fs::path& dir) {
+  std::ifstream in(dir / "dataset.json");
+  if (!in) return nullptr;
+  try {
+    return json::parse(in);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+std::string split_list(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+  return s.empty() ? "none" : s;
+}
+
+// The command that packs `split` into root, with the source the pack was made from when one of
+// its index files records it.
+std::string pack_split_command(const DataOptions& o, const std::string& root, const std::string& split) {
+  std::string source;
+  std::vector<fs::path> candidates{fs::path(root)};
+  for (const auto& s : packed_splits(root)) candidates.push_back(fs::path(root) / s);
+  for (const auto& dir : candidates) {
+    const json index = read_index(dir);
+    if (index.is_object() && index.value("source", std::string()) != "") {
+      source = index.value("source", std::string());
+      break;
+    }
+  }
+  return "`vdm pack " + (source.empty() ? std::string("SOURCE") : source) + " --split " + split +
+         " --resolution " + std::to_string(o.resolution) + " --out " + root + "`";
+}
+
 // A read-only mapping of a whole file.
 struct Mapping {
   const uint8_t* data = nullptr;
@@ -81,6 +115,65 @@ struct Mapping {
 
 }  // namespace
 
+std::vector<std::string> packed_splits(const std::string& root) {
+  std::vector<std::string> splits;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec))
+    if (e.is_directory() && fs::exists(e.path() / "dataset.json")) splits.push_back(e.path().filename().string());
+  auto rank = [](const std::string& s) {
+    static const std::vector<std::string> order{"train", "val", "valid", "validation", "test"};
+    return std::find(order.begin(), order.end(), s) - order.begin();
+  };
+  std::sort(splits.begin(), splits.end(),
+            [&](const std::string& a, const std::string& b) { return std::make_pair(rank(a), a) < std::make_pair(rank(b), b); });
+  return splits;
+}
+
+std::string packed_split_dir(const DataOptions& o) {
+  const std::string& root = o.path;
+  const std::string& split = o.split;
+  if (split.empty())
+    throw std::runtime_error("no split named for the packed data at " + root + "; its splits: " + split_list(packed_splits(root)));
+  const fs::path dir = fs::path(root) / split;
+  // A split folder without its dataset.json is an interrupted pack: the constructor says so.
+  if (fs::is_directory(dir)) return dir.string();
+  const json index = read_index(root);
+  if (index.is_object()) {
+    const std::string recorded = index.value("split", std::string("train"));
+    if (index.value("version", int64_t(1)) >= 2) {
+      // Version 2 is one split's folder of a per-split pack: its recorded split is the truth.
+      if (recorded == split) return root;
+      auto self = fs::absolute(root).lexically_normal();
+      if (!self.has_filename()) self = self.parent_path();  // "DIR/train/"
+      const std::string parent = self.parent_path().string();
+      const auto siblings = packed_splits(parent);
+      std::string fix = "set data.path to the pack's folder " + parent + " (its splits: " + split_list(siblings) + ")";
+      if (std::find(siblings.begin(), siblings.end(), split) == siblings.end())
+        fix += " and pack split '" + split + "' with " + pack_split_command(o, parent, split);
+      throw std::runtime_error("packed data at " + root + " is split '" + recorded + "' of a pack, not split '" +
+                               split + "' (" + dir.string() + " does not exist); " + fix);
+    }
+    // Shards directly in root: the single-split layout of packs made before split folders. It
+    // is opened as `train` because that is what it almost always holds, and so old packs keep
+    // training; it is never a held-out split, because its recorded split cannot be trusted
+    // (`--split val` of a plain image folder packed the training images).
+    if (split == "train" && recorded == "train") return root;
+    throw std::runtime_error("packed data at " + root + " has no split '" + split + "': " + dir.string() +
+                             " does not exist, and the shards directly in " + root + " (the single-split layout "
+                             "of older packs, packed from split '" + recorded + "') serve only as split 'train'; "
+                             "pack the split with " + pack_split_command(o, root, split) + ", or repack every split "
+                             "into " + root + "/<split> by leaving out --split");
+  }
+  const auto splits = packed_splits(root);
+  if (splits.empty())
+    throw std::runtime_error("data.path " + root + " holds no packed data (no " + dir.string() + "/dataset.json, "
+                             "no split folders); create it with " + pack_split_command(o, root, split) +
+                             " (without --split: every split of SOURCE)");
+  throw std::runtime_error("packed data at " + root + " has no split '" + split + "': " + dir.string() +
+                           " does not exist (its splits: " + split_list(splits) + "); pack it with " +
+                           pack_split_command(o, root, split));
+}
+
 struct PackedDataset::Mapped {
   PackedShardInfo info;
   Mapping records, labels;
@@ -89,12 +182,12 @@ struct PackedDataset::Mapped {
         labels((fs::path(dir) / (i.name + ".labels")).string()) {}
 };
 
-PackedDataset::PackedDataset(const DataOptions& o) : dir_(o.path) {
+PackedDataset::PackedDataset(const DataOptions& o) : dir_(packed_split_dir(o)) {
   const auto index_path = fs::path(dir_) / "dataset.json";
   std::ifstream in(index_path);
   if (!in)
-    throw std::runtime_error("data.path " + dir_ + " has no dataset.json; create packed shards "
-                             "with `vdm pack SOURCE --resolution R --out " + dir_ + "`");
+    throw std::runtime_error("packed split folder " + dir_ + " has no dataset.json (an interrupted pack?); "
+                             "finish it by re-running the same vdm pack, e.g. " + pack_split_command(o, o.path, o.split));
   json index;
   try {
     index = json::parse(in);

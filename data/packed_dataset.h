@@ -1,10 +1,14 @@
-// Packed shards, the fast path for 32/64 px ImageNet: DIR/dataset.json names the shards; each
-// shard is shard_NNNNN.bin (fixed-size uint8 CHW records), shard_NNNNN.labels (int64, little
-// endian) and shard_NNNNN.json (resolution, channels, count), the JSON written last so that a
-// shard with its JSON is complete. Shards are memory-mapped: a read is one memcpy.
+// Packed shards, the fast path for 32/64 px ImageNet. A pack DIR holds one folder per split,
+// DIR/<split>/dataset.json naming that split's shards; each shard is shard_NNNNN.bin (fixed-size
+// uint8 CHW records), shard_NNNNN.labels (int64, little endian) and shard_NNNNN.json
+// (resolution, channels, count), the JSON written last so that a shard with its JSON is
+// complete. Shards are memory-mapped: a read is one memcpy. DataOptions::split picks the folder;
+// a split the pack lacks is an error, never another split's shards.
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "data/dataset.h"
 
@@ -20,6 +24,14 @@ std::string shard_name(int64_t index);
 std::string shard_json(const PackedShardInfo& info);
 // Parses DIR/<name>.json; returns false when it is missing or malformed (an incomplete shard).
 bool read_shard_json(const std::string& dir, const std::string& name, PackedShardInfo& info);
+
+// The splits of the pack at root: its sub-folders holding a dataset.json, train first.
+std::vector<std::string> packed_splits(const std::string& root);
+// The folder holding split options.split of the pack at options.path: DIR/<split>; DIR itself
+// when it is that split's folder (data.path given as DIR/<split>) or a pack in the old
+// single-split layout asked for `train`. Otherwise throws std::runtime_error naming the
+// missing folder, the splits the pack has, and the vdm pack command that adds the split.
+std::string packed_split_dir(const DataOptions& options);
 
 class PackedDataset : public Dataset {
  public:

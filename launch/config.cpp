@@ -341,6 +341,17 @@ std::string at_least(int64_t lo) { return "must be >= " + std::to_string(lo); }
 const char* kPositive = "must be > 0";
 const char* kUnitOpen = "must be in [0, 1)";
 
+// A module's own check failed with "<prefix><key>: <fix>" (models' and objectives' validate):
+// blame <key> in this section, or fallback_key when the message names none.
+template <class V>
+void blame(V& v, const std::invalid_argument& e, const std::string& prefix, const std::string& fallback_key) {
+  const std::string what = e.what();
+  const size_t colon = what.find(": ");
+  const bool named = what.rfind(prefix, 0) == 0 && colon != std::string::npos;
+  v.check_rule(false, named ? what.substr(prefix.size(), colon - prefix.size()) : fallback_key,
+               colon != std::string::npos ? what.substr(colon + 2) : what);
+}
+
 // data: the training split's DataOptions, the held-out split's name, and the loader's flips and
 // workers. The other fields of the held-out DataOptions are derived (derive_fields).
 template <class V>
@@ -424,11 +435,7 @@ void visit_model(V& v, ModelOptions& m, const DataOptions& data) {
     try {
       validate(m);
     } catch (const std::invalid_argument& e) {
-      // "model.<key>: <fix>" from the model's own validate
-      const std::string what = e.what();
-      const size_t colon = what.find(": ");
-      const std::string key = what.rfind("model.", 0) == 0 && colon != std::string::npos ? what.substr(6, colon - 6) : "arch";
-      v.check_rule(false, key, colon != std::string::npos ? what.substr(colon + 2) : what);
+      blame(v, e, "model.", "arch");
     }
   }
 }
@@ -477,10 +484,12 @@ void visit(V& v, ProposalOptions& p) {
   v.check(p.p_std > 0, "p_std", kPositive);
   v.field("bins", p.bins);
   v.check(p.bins >= 1, "bins", at_least(1));
-  v.field("lambda_min", p.lambda_min);
-  v.field("lambda_max", p.lambda_max);
-  v.check(p.lambda_min < p.lambda_max, v.has("lambda_max") ? "lambda_max" : "lambda_min",
-            "must satisfy lambda_min < lambda_max");
+  // Unset (NaN): the schedule's range, checked against it in check_proposal_range.
+  v.optional("lambda_min", p.lambda_min, ProposalOptions{}.lambda_min);
+  v.optional("lambda_max", p.lambda_max, ProposalOptions{}.lambda_max);
+  v.check(std::isnan(p.lambda_min) || std::isnan(p.lambda_max) || p.lambda_min < p.lambda_max,
+          v.has("lambda_max") ? "lambda_max" : "lambda_min", "must satisfy lambda_min < lambda_max");
+  v.choose("adaptive_target", p.adaptive_target, adaptive_target_names());
   v.field("ema", p.ema);
   v.check(p.ema >= 0 && p.ema < 1, "ema", kUnitOpen);
   v.field("uniform_mix", p.uniform_mix);
@@ -557,7 +566,8 @@ template <class V>
 void visit_eval(V& v, TrainerOptions& t) {
   EvaluatorOptions& e = t.eval;
   v.field("every", t.eval_every);
-  v.check(t.eval_every >= 0, "every", "must be >= 0 (0: off)");
+  v.check(t.eval_every >= 0, "every", "must be >= 0 (0: no periodic evaluation)");
+  v.field("final", t.eval_final);
   v.field("num_samples", e.sample_count);
   v.check(e.sample_count >= 0, "num_samples", "must be >= 0 (0: no sample grid)");
   v.choose("sampler", e.sampler.sampler, sampler_names());
@@ -578,6 +588,12 @@ void visit_eval(V& v, TrainerOptions& t) {
   v.check(e.batch_size >= 1, "batch_size", at_least(1));
   v.field("bpd_samples", e.bpd_options.max_samples);
   v.check(e.bpd_options.max_samples >= 0, "bpd_samples", "must be >= 0 (0: the whole split)");
+  v.choose("bpd_estimator", e.bpd_options.estimator, bpd_estimator_names());
+  v.field("bpd_draws", e.bpd_options.draws);
+  v.check(e.bpd_options.draws >= 1, "bpd_draws", at_least(1));
+  v.field("bpd_pilot", e.bpd_options.pilot);
+  v.check(e.bpd_options.pilot >= 0, "bpd_pilot", at_least(0));
+  v.field("bpd_conditional", e.bpd_options.conditional);
 }
 
 // distributed: the gradient reducer's options and the collective watchdog's timeout.
@@ -625,6 +641,17 @@ void visit(V& v, SlurmConfig& c) {
   v.check(c.max_requeues >= 0, "max_requeues", "must be >= 0 (0: never requeue)");
 }
 
+// The lambda range of a proposal against the schedule's (both sections are read by now).
+template <class V>
+void check_proposal_range(V& v, const TrainerOptions& t) {
+  if (t.objective.proposal.name == "schedule") return;
+  try {
+    proposal_range(t.objective.proposal, *make_schedule(t.schedule));
+  } catch (const std::invalid_argument& e) {
+    blame(v, e, "", "objective.proposal.lambda_min");
+  }
+}
+
 template <class V>
 void visit(V& v, RunConfig& c) {
   v.field("name", c.name);
@@ -639,6 +666,7 @@ void visit(V& v, RunConfig& c) {
   v.nested("model", [&](auto& m) { visit_model(m, t.model, t.data); });
   v.section("schedule", t.schedule);
   v.section("objective", t.objective);
+  if (V::reading()) check_proposal_range(v, t);
   v.nested("train", [&](auto& s) { visit_train(s, t, c.process); });
   v.nested("checkpoint", [&](auto& s) { visit_checkpoint(s, t); });
   v.nested("eval", [&](auto& s) { visit_eval(s, t); });
@@ -761,7 +789,7 @@ class Writer {
   }
   void choose(const std::string& key, const std::string& v, const Strings&) { field(key, v); }
   void optional(const std::string& key, double v, double absent) {
-    if (v != absent) field(key, v);
+    if (v != absent && !(std::isnan(v) && std::isnan(absent))) field(key, v);
   }
   template <class F>
   void nested(const std::string& key, F&& write_from) {
@@ -867,6 +895,20 @@ void check_paths(const RunConfig& cfg) {
                       "the folder with the *-ubyte files, e.g. "
                       "/usr/share/datasets/fashion-mnist) or add data.path=DIR");
   require_exists("data.path", cfg.train.data.path);
+  // The held-out split is checked here, before anything trains: a run must never find out at
+  // its final evaluation that the split is missing, nor evaluate on the training images.
+  const TrainerOptions& t = cfg.train;
+  const bool held_out = (t.eval.bpd || (t.eval.fid && t.eval.fid_reference.empty())) && (t.eval_every > 0 || t.eval_final);
+  for (const auto& [key, data] : {std::make_pair(std::string("data.split"), t.data),
+                                  std::make_pair(std::string("data.eval_split"), t.eval_data)}) {
+    if (key == "data.eval_split" && !held_out) continue;
+    try {
+      check_split(data);
+    } catch (const std::runtime_error& e) {
+      throw ConfigError(origin(key) + ": " + key + ": " + e.what() +
+                        (key == "data.eval_split" ? "; or turn off what needs it (eval.bpd=false, eval.fid.enabled=false)" : ""));
+    }
+  }
   if (!cfg.train.eval.fid_features.empty() && cfg.train.eval.fid_features != "builtin")
     require_exists("eval.fid.features", cfg.train.eval.fid_features);
   if (!cfg.train.eval.fid_reference.empty()) require_exists("eval.fid.reference", cfg.train.eval.fid_reference);

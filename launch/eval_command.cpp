@@ -1,4 +1,5 @@
-// `vdm eval RUN_OR_CHECKPOINT [--bpd] [--fid] [--num-samples N] [--features PATH] [--raw]`:
+// `vdm eval RUN_OR_CHECKPOINT [--bpd] [--fid] [--num-samples N] [--features PATH] [--raw]
+// [--conditional] [--bpd-estimator E] [--bpd-draws K]`:
 // evaluates a trained model as the end of `vdm train` does (EMA weights by default), on every
 // rank under mpirun/srun or alone, and appends the record to RUN/eval.jsonl.
 #include <CLI/CLI.hpp>
@@ -24,8 +25,9 @@ namespace fs = std::filesystem;
 
 struct EvalArgs {
   std::string source, features;
-  bool bpd = false, fid = false, raw = false;
-  int64_t num_samples = 0, threads = 0;
+  std::string bpd_estimator;
+  bool bpd = false, fid = false, raw = false, conditional = false;
+  int64_t num_samples = 0, threads = 0, bpd_draws = 0, batch_size = 0;
 };
 
 // The run directory a checkpoint belongs to: RUN/checkpoints/step_N -> RUN.
@@ -53,6 +55,14 @@ int run_eval(const EvalArgs& a) {
       eo.sample_count = 0;
     }
     if (!a.features.empty()) eo.fid_features = a.features;
+    if (!a.bpd_estimator.empty()) eo.bpd_options.estimator = a.bpd_estimator;
+    if (a.bpd_draws > 0) eo.bpd_options.draws = a.bpd_draws;
+    if (a.batch_size > 0) eo.batch_size = eo.bpd_options.batch_size = a.batch_size;
+    if (a.conditional) {
+      if (eo.num_classes == 0)
+        throw UsageError("vdm eval --conditional: the model is unconditional; its bits/dim is -log p(x) already");
+      eo.bpd_options.conditional = true;
+    }
     if (a.num_samples > 0) eo.fid_samples = a.num_samples;
     if (eo.fid && eo.fid_features.empty())
       throw UsageError("vdm eval --fid: the run's config has no eval.fid.features; give --features PATH "
@@ -86,7 +96,15 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--num-samples", a->num_samples, "generated images for the FID (default eval.fid.num_samples)");
   cmd->add_option("--features", a->features, "FID feature net: a TorchScript file, or builtin");
   cmd->add_flag("--raw", a->raw, "the raw weights instead of the EMA");
+  cmd->add_flag("--conditional", a->conditional,
+                "class-conditional models: -log p(x|y) with the labels (default: -log p(x), null label)");
+  cmd->add_option("--bpd-estimator", a->bpd_estimator, "importance (default) or schedule (VDM's uniform t)")
+      ->check(CLI::IsMember(bpd_estimator_names()));
+  cmd->add_option("--bpd-draws", a->bpd_draws, "noise levels per image (default eval.bpd_draws)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--threads", a->threads, "intra-op threads (default train.threads)");
+  cmd->add_option("--batch-size", a->batch_size, "images per forward pass on each rank (default eval.batch_size)")
+      ->check(CLI::Range(1, 1 << 20));
   cmd->callback([a] { throw CommandExit{run_eval(*a)}; });
 }
 

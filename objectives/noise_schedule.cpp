@@ -53,10 +53,11 @@ ScheduleValues LinearScheduleImpl::values(const torch::Tensor& t) {
 CosineScheduleImpl::CosineScheduleImpl(ScheduleOptions options)
     : NoiseScheduleImpl(std::move(options)) {
   check_endpoints(options_);
-  // lambda = -2 log tan(u) + shift  <=>  u = atan(exp((shift - lambda) / 2)); the endpoints
-  // lambda(0) = -gamma_min (high SNR) and lambda(1) = -gamma_max fix the angle range.
-  u_min_ = std::atan(std::exp((options_.shift + options_.gamma_min) / 2.0));
-  u_max_ = std::atan(std::exp((options_.shift + options_.gamma_max) / 2.0));
+  // Truncate, then shift (Kingma & Gao 2023, App. C; Hoogeboom et al. 2023): the unshifted
+  // cosine lambda = -2 log tan(u) is cut to [-gamma_max, -gamma_min], which fixes the angle range
+  // (u = atan(exp(-lambda / 2))), and the shift then moves the whole curve, endpoints included.
+  u_min_ = std::atan(std::exp(options_.gamma_min / 2.0));
+  u_max_ = std::atan(std::exp(options_.gamma_max / 2.0));
 }
 
 ScheduleValues CosineScheduleImpl::values(const torch::Tensor& t) {

@@ -14,9 +14,11 @@ namespace vdm {
 
 struct ScheduleOptions {
   std::string name = "linear";  // linear | cosine | learned
-  double gamma_min = -13.3;     // gamma(0) (highest SNR); cosine: -lambda_max
-  double gamma_max = 5.0;       // gamma(1) (lowest SNR); cosine: -lambda_min
-  double shift = 0.0;           // cosine: added to log SNR, 2 log(64/d) in Kingma & Gao (2023)
+  double gamma_min = -13.3;     // gamma(0) (highest SNR); cosine: before the shift
+  double gamma_max = 5.0;       // gamma(1) (lowest SNR); cosine: before the shift
+  // cosine: added to log SNR after truncation, 2 log(64/d) in Kingma & Gao (2023), so the
+  // shifted schedule runs from gamma_min - shift to gamma_max - shift.
+  double shift = 0.0;
   int64_t hidden = 1024;        // learned: width of the monotone network
   bool learn_endpoints = true;  // learned: gamma_min / gamma_max are parameters (VLB only)
   // learned: train the interior to minimise the variance of the continuous-time diffusion
@@ -64,14 +66,14 @@ class LinearScheduleImpl : public NoiseScheduleImpl {
 };
 
 // lambda(t) = -2 log tan(u) + shift with the angle u = u_min + t (u_max - u_min) chosen so that
-// lambda(0) = -gamma_min and lambda(1) = -gamma_max (Nichol & Dhariwal 2021; truncation and
-// shift as in Kingma & Gao 2023).
+// the unshifted curve runs from -gamma_min to -gamma_max (Nichol & Dhariwal 2021); the shift
+// comes after the truncation, as in Kingma & Gao 2023, so it moves the endpoints too.
 class CosineScheduleImpl : public NoiseScheduleImpl {
  public:
   explicit CosineScheduleImpl(ScheduleOptions options);
   ScheduleValues values(const torch::Tensor& t) override;
-  double gamma_at_0() override { return options_.gamma_min; }
-  double gamma_at_1() override { return options_.gamma_max; }
+  double gamma_at_0() override { return options_.gamma_min - options_.shift; }
+  double gamma_at_1() override { return options_.gamma_max - options_.shift; }
   double u_min() const { return u_min_; }
   double u_max() const { return u_max_; }
 

@@ -47,6 +47,12 @@ torch::Tensor predict_eps(const Denoiser& denoiser, const Parameterisation& para
   return param.to_eps(out.to(z.scalar_type()), z, alpha, sigma);
 }
 
+void ObjectiveImpl::set_proposal(ProposalPtr proposal) {
+  if (options_.timesteps > 0 && proposal->name() != "schedule")
+    throw std::invalid_argument("objective: proposal '" + proposal->name() + "' needs continuous time (timesteps=0)");
+  proposal_ = std::move(proposal);
+}
+
 LambdaSample ObjectiveImpl::draw_levels(const torch::Tensor& x, at::Generator& levels_gen,
                                        const ProposalContext& ctx) {
   if (levels_gen.device().type() != c10::DeviceType::CPU)
@@ -83,6 +89,12 @@ OptionsProblem check_options(const ObjectiveOptions& o) {
     return {"timesteps", "the weighted loss is a continuous-time integral over lambda, so it needs "
                          "objective.timesteps=0 (got " + std::to_string(o.timesteps) + "); use "
                          "objective.name=vlb for the T-step VLB"};
+  // Kingma & Gao 2023, App. D.3: flow matching on the OT path is w = e^{-lambda/2} (v_mse's
+  // weighting) under the rectified-flow density of lambda; any other proposal makes it v_mse.
+  if (o.name == "weighted" && o.weighting.name == "flow_matching" && o.proposal.name != "rectified_flow")
+    return {"proposal.name", "weighting flow_matching is the flow-matching loss only under the rectified-flow "
+                             "path's density of lambda: set objective.proposal.name=rectified_flow (got '" +
+                             o.proposal.name + "'), or use weighting v_mse for e^{-lambda/2} under another proposal"};
   return {};
 }
 

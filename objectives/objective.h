@@ -81,6 +81,9 @@ class ObjectiveImpl : public torch::nn::Module {
   virtual torch::Tensor weighting(const torch::Tensor& lambda) const = 0;
   virtual bool monotone() const = 0;
   Proposal& proposal() { return *proposal_; }
+  // Evaluation swaps in its own proposal (the bits/dim estimator's importance histogram). A proposal
+  // other than the schedule's needs continuous time; throws std::invalid_argument otherwise.
+  void set_proposal(ProposalPtr proposal);
   NoiseScheduleImpl& schedule() { return *schedule_; }
   NoiseSchedule schedule_ptr() const { return schedule_; }
   const ParameterisationPtr& parameterisation() const { return param_; }

@@ -1,9 +1,12 @@
-// Proposals p(lambda) (see proposal.h): schedule (uniform t), EDM log-normal, adaptive.
+// Proposals p(lambda) (see proposal.h): schedule (uniform t), EDM log-normal, rectified flow,
+// adaptive; each maps uniforms through its inverse CDF on the schedule's lambda range.
 #include "objectives/proposal.h"
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
 
 namespace vdm {
@@ -20,19 +23,7 @@ double draw_offset(at::Generator& gen, const ProposalContext& ctx) {
 class ScheduleProposal : public Proposal {
  public:
   ScheduleProposal(const ProposalOptions& o, NoiseSchedule schedule, int64_t timesteps)
-      : options_(o), schedule_(std::move(schedule)), timesteps_(timesteps) {}
-
-  LambdaSample sample(int64_t batch, at::Generator& gen, const ProposalContext& ctx) override {
-    auto t = sample_times(batch, options_.time_sampling, gen, ctx);
-    if (timesteps_ > 0) t = discretise_times(t, timesteps_);
-    LambdaSample s;
-    s.t = t.to(ctx.device);  // the schedule (learned: its parameters) lives there
-    s.schedule = schedule_->values(s.t);
-    s.lambda = -s.schedule.gamma;
-    s.dgamma_dt = s.schedule.dgamma_dt;
-    s.density = 1.0 / s.dgamma_dt.detach();
-    return s;
-  }
+      : Proposal(o.time_sampling), schedule_(std::move(schedule)), timesteps_(timesteps) {}
 
   torch::Tensor density(const torch::Tensor& lambda) override {
     auto t = schedule_->t_of_gamma(-lambda.to(torch::kFloat64));
@@ -42,57 +33,115 @@ class ScheduleProposal : public Proposal {
     return torch::where(inside, p, torch::zeros_like(p));
   }
   std::string name() const override { return "schedule"; }
+  std::pair<double, double> range() const override { return schedule_lambda_range(*schedule_); }
+
+ protected:
+  LambdaSample from_uniforms(const torch::Tensor& u, const ProposalContext& ctx) override {
+    auto t = timesteps_ > 0 ? discretise_times(u, timesteps_) : u;
+    LambdaSample s;
+    s.t = t.to(ctx.device);  // the schedule (learned: its parameters) lives there
+    s.schedule = schedule_->values(s.t);
+    s.lambda = -s.schedule.gamma;
+    s.dgamma_dt = s.schedule.dgamma_dt;
+    s.density = 1.0 / s.dgamma_dt.detach();
+    return s;
+  }
 
  private:
-  ProposalOptions options_;
   NoiseSchedule schedule_;
   int64_t timesteps_;
 };
 
-// EDM: ln sigma ~ N(p_mean, p_std^2) with lambda = -2 ln sigma.
-class LogNormalProposal : public Proposal {
+// A density on [lo, hi] given by a CDF F on the real line, truncated and renormalised:
+// lambda = F^-1(F(lo) + u (F(hi) - F(lo))), p = F'(lambda) / (F(hi) - F(lo)).
+class TruncatedProposal : public Proposal {
  public:
-  explicit LogNormalProposal(const ProposalOptions& o)
-      : mean_(-2.0 * o.p_mean), std_(2.0 * o.p_std) {}
-  LambdaSample sample(int64_t batch, at::Generator& gen, const ProposalContext& ctx) override {
+  TruncatedProposal(const ProposalOptions& o, std::pair<double, double> range)
+      : Proposal(o.time_sampling), lo_(range.first), hi_(range.second) {}
+
+  torch::Tensor density(const torch::Tensor& lambda) override {
+    auto l = lambda.to(torch::kFloat64);
+    auto inside = (l >= lo_) & (l <= hi_);
+    auto p = pdf(l) / mass();
+    return torch::where(inside, p, torch::zeros_like(p));
+  }
+  std::pair<double, double> range() const override { return {lo_, hi_}; }
+
+ protected:
+  virtual double cdf(double lambda) const = 0;
+  virtual torch::Tensor inverse_cdf(const torch::Tensor& v) const = 0;
+  virtual torch::Tensor pdf(const torch::Tensor& lambda) const = 0;
+  double mass() const { return cdf(hi_) - cdf(lo_); }
+
+  LambdaSample from_uniforms(const torch::Tensor& u, const ProposalContext& ctx) override {
+    auto l = inverse_cdf(cdf(lo_) + u * mass()).clamp(lo_, hi_);
     LambdaSample s;
-    s.lambda = (mean_ + std_ * at::randn({batch}, gen, kF64)).to(ctx.device);
-    s.density = density(s.lambda);
+    s.lambda = l.to(ctx.device);
+    s.density = density(l).to(ctx.device);
     return s;
   }
-  torch::Tensor density(const torch::Tensor& lambda) override {
-    auto z = (lambda.to(torch::kFloat64) - mean_) / std_;
+
+ private:
+  double lo_, hi_;
+};
+
+// EDM: ln sigma ~ N(p_mean, p_std^2) with lambda = -2 ln sigma, i.e. lambda ~ N(-2 p_mean, (2 p_std)^2).
+class LogNormalProposal : public TruncatedProposal {
+ public:
+  LogNormalProposal(const ProposalOptions& o, std::pair<double, double> range)
+      : TruncatedProposal(o, range), mean_(-2.0 * o.p_mean), std_(2.0 * o.p_std) {}
+  std::string name() const override { return "edm_lognormal"; }
+
+ protected:
+  double cdf(double l) const override { return 0.5 * std::erfc(-(l - mean_) / (std_ * M_SQRT2)); }
+  torch::Tensor inverse_cdf(const torch::Tensor& v) const override {
+    return mean_ + std_ * M_SQRT2 * torch::erfinv(2.0 * v - 1.0);
+  }
+  torch::Tensor pdf(const torch::Tensor& l) const override {
+    auto z = (l - mean_) / std_;
     return torch::exp(-0.5 * z * z) / (std_ * std::sqrt(2.0 * M_PI));
   }
-  std::string name() const override { return "edm_lognormal"; }
 
  private:
   double mean_, std_;
 };
 
-// Importance sampling of lambda bins in proportion to the running mean |integrand| per bin,
-// which approaches the variance-minimising proposal for the weighted loss; a uniform share
-// keeps every bin reachable, so p(lambda) never vanishes where w does not.
+// Rectified flow (Liu et al. 2022; Lipman et al. 2022's OT path): z_t = (1 - t) x + t eps with t
+// uniform, so lambda = 2 log((1 - t) / t) is logistic with scale 2: F = sigmoid(lambda / 2) and
+// p(lambda) = sech^2(lambda / 4) / 8 (Kingma & Gao 2023, App. D.3).
+class RectifiedFlowProposal : public TruncatedProposal {
+ public:
+  RectifiedFlowProposal(const ProposalOptions& o, std::pair<double, double> range)
+      : TruncatedProposal(o, range) {}
+  std::string name() const override { return "rectified_flow"; }
+
+ protected:
+  double cdf(double l) const override { return 1.0 / (1.0 + std::exp(-0.5 * l)); }
+  torch::Tensor inverse_cdf(const torch::Tensor& v) const override { return 2.0 * torch::logit(v); }
+  torch::Tensor pdf(const torch::Tensor& l) const override {
+    return torch::square(1.0 / torch::cosh(0.25 * l)) / 8.0;
+  }
+};
+
+// A histogram over lambda bins learned from the integrand f = w(lambda) ||eps_hat - eps||^2 it
+// is shown; a uniform share keeps every bin reachable, so p(lambda) never vanishes where w does
+// not. The variance of the estimator f/p is E[f^2/p^2] - (E f/p)^2 under p, and the first term,
+// integral of E[f^2 | lambda] / p(lambda), is minimised subject to integral p = 1 by p
+// proportional to sqrt(E[f^2 | lambda]) (target rms). p proportional to E|f| (mean_abs) is that
+// optimum only when f is nearly deterministic given lambda; it is kept as the default so that
+// earlier runs resume unchanged.
 class AdaptiveProposal : public Proposal {
  public:
-  explicit AdaptiveProposal(const ProposalOptions& o) : o_(o) {
-    if (o.bins < 1 || !(o.lambda_min < o.lambda_max))
-      throw std::invalid_argument("adaptive proposal: need bins >= 1 and lambda_min < lambda_max");
-    width_ = (o.lambda_max - o.lambda_min) / double(o.bins);
+  AdaptiveProposal(const ProposalOptions& o, std::pair<double, double> range)
+      : Proposal(o.time_sampling), o_(o), lo_(range.first), hi_(range.second), rms_(o.adaptive_target == "rms") {
+    if (o.bins < 1) throw std::invalid_argument("objective.proposal.bins: must be >= 1");
+    if (o.adaptive_target != "rms" && o.adaptive_target != "mean_abs")
+      throw std::invalid_argument("objective.proposal.adaptive_target: choose mean_abs or rms");
+    width_ = (hi_ - lo_) / double(o.bins);
     mean_ = torch::zeros({o.bins}, kF64);
     seen_ = torch::zeros({o.bins}, torch::kBool);
     pending_ = torch::zeros({2, o.bins}, kF64);
     update_probs();
-  }
-
-  // The histogram stays on the CPU: lambda comes in from, and goes out to, the data's device.
-  LambdaSample sample(int64_t batch, at::Generator& gen, const ProposalContext& ctx) override {
-    auto bins = at::multinomial(probs_, batch, /*replacement=*/true, gen);
-    auto within = at::rand({batch}, gen, kF64);
-    LambdaSample s;
-    s.lambda = (o_.lambda_min + (bins.to(torch::kFloat64) + within) * width_).to(ctx.device);
-    s.density = (probs_.index_select(0, bins) / width_).to(ctx.device);
-    return s;
   }
 
   torch::Tensor density(const torch::Tensor& lambda) override {
@@ -101,8 +150,9 @@ class AdaptiveProposal : public Proposal {
 
   void observe(const torch::Tensor& lambda, const torch::Tensor& integrand) override {
     auto l = lambda.detach().to(torch::kCPU, torch::kFloat64).reshape({-1});
-    auto v = integrand.detach().to(torch::kCPU, torch::kFloat64).abs().reshape({-1});
-    auto idx = torch::floor((l - o_.lambda_min) / width_).to(torch::kLong).clamp(0, o_.bins - 1);
+    auto f = integrand.detach().to(torch::kCPU, torch::kFloat64).reshape({-1});
+    auto v = rms_ ? f.square() : f.abs();
+    auto idx = torch::floor((l - lo_) / width_).to(torch::kLong).clamp(0, o_.bins - 1);
     pending_[0].index_add_(0, idx, v);
     pending_[1].index_add_(0, idx, torch::ones_like(v));
   }
@@ -122,6 +172,7 @@ class AdaptiveProposal : public Proposal {
     update_probs();
   }
   std::string name() const override { return "adaptive"; }
+  std::pair<double, double> range() const override { return {lo_, hi_}; }
   std::vector<torch::Tensor> state() const override { return {mean_.clone(), seen_.clone()}; }
   void load_state(const std::vector<torch::Tensor>& state) override {
     if (state.size() != 2 || state[0].numel() != o_.bins)
@@ -131,12 +182,27 @@ class AdaptiveProposal : public Proposal {
     pending_.zero_();
     update_probs();
   }
-  const torch::Tensor& probabilities() const { return probs_; }
+
+ protected:
+  // Inverse CDF of the piecewise-constant density: the bin whose cumulative mass passes u, then
+  // linearly within it. Bins of zero mass are never chosen (searchsorted skips flat steps).
+  LambdaSample from_uniforms(const torch::Tensor& u, const ProposalContext& ctx) override {
+    auto bins = torch::searchsorted(cdf_, u, /*out_int32=*/false, /*right=*/true).clamp(0, o_.bins - 1);
+    auto p = probs_.index_select(0, bins);
+    auto before = cdf_.index_select(0, bins) - p;
+    auto within = ((u - before) / p.clamp_min(1e-300)).clamp(0.0, 1.0 - 1e-12);
+    LambdaSample s;
+    s.lambda = (lo_ + (bins.to(torch::kFloat64) + within) * width_).to(ctx.device);
+    s.density = (p / width_).to(ctx.device);
+    return s;
+  }
 
  private:
   torch::Tensor density_on_cpu(const torch::Tensor& lambda) const {
     auto l = lambda.to(torch::kFloat64);
-    auto idx = torch::floor((l - o_.lambda_min) / width_).to(torch::kLong);
+    auto idx = torch::floor((l - lo_) / width_).to(torch::kLong);
+    // The top edge belongs to the last bin (lambda = hi is inside the support).
+    idx = torch::where(l == hi_, torch::full_like(idx, o_.bins - 1), idx);
     auto inside = (idx >= 0) & (idx < o_.bins);
     auto p = probs_.index_select(0, idx.clamp(0, o_.bins - 1).reshape({-1})).reshape(l.sizes()) / width_;
     return torch::where(inside, p, torch::zeros_like(p));
@@ -144,20 +210,59 @@ class AdaptiveProposal : public Proposal {
 
   void update_probs() {
     auto uniform = torch::full({o_.bins}, 1.0 / double(o_.bins), kF64);
+    auto stat = rms_ ? mean_.sqrt() : mean_;
     // Bins not seen yet get the mean of the seen ones, so they are neither starved nor favoured.
-    auto fill = seen_.any().item<bool>() ? mean_.masked_select(seen_).mean() : torch::ones({}, kF64);
-    auto m = torch::where(seen_, mean_, fill.expand_as(mean_));
+    auto fill = seen_.any().item<bool>() ? stat.masked_select(seen_).mean() : torch::ones({}, kF64);
+    auto m = torch::where(seen_, stat, fill.expand_as(stat));
     const double total = m.sum().item<double>();
     auto learned = total > 0 ? m / total : uniform;
     probs_ = o_.uniform_mix * uniform + (1.0 - o_.uniform_mix) * learned;
+    cdf_ = probs_.cumsum(0);
+    cdf_[o_.bins - 1] = 1.0;  // rounding must not leave u near 1 past the last bin
   }
 
   ProposalOptions o_;
-  double width_;
-  torch::Tensor mean_, seen_, pending_, probs_;
+  double lo_, hi_, width_;
+  bool rms_;
+  torch::Tensor mean_, seen_, pending_, probs_, cdf_;
 };
 
 }  // namespace
+
+LambdaSample Proposal::sample(int64_t batch, at::Generator& gen, const ProposalContext& ctx) {
+  if (!ctx.uniforms.defined()) return from_uniforms(sample_times(batch, time_sampling_, gen, ctx), ctx);
+  if (ctx.uniforms.numel() != batch)
+    throw std::invalid_argument("proposal: " + std::to_string(ctx.uniforms.numel()) + " uniforms for a batch of " +
+                                std::to_string(batch));
+  return from_uniforms(ctx.uniforms.to(torch::kCPU, torch::kFloat64).reshape({batch}), ctx);
+}
+
+std::pair<double, double> schedule_lambda_range(NoiseScheduleImpl& schedule) {
+  return {-schedule.gamma_at_1(), -schedule.gamma_at_0()};
+}
+
+std::pair<double, double> proposal_range(const ProposalOptions& o, NoiseScheduleImpl& schedule) {
+  const auto [s_lo, s_hi] = schedule_lambda_range(schedule);
+  const double lo = std::isnan(o.lambda_min) ? s_lo : o.lambda_min;
+  const double hi = std::isnan(o.lambda_max) ? s_hi : o.lambda_max;
+  auto text = [](double a, double b) {
+    std::ostringstream s;
+    s << "[" << a << ", " << b << "]";
+    return s.str();
+  };
+  if (!(lo < hi))
+    throw std::invalid_argument("objective.proposal.lambda_min: the range " + text(lo, hi) +
+                                " is empty; need lambda_min < lambda_max (or leave both unset for the "
+                                "schedule's range " + text(s_lo, s_hi) + ")");
+  const double tol = 1e-9 * (1.0 + std::max(std::abs(s_lo), std::abs(s_hi)));
+  if (lo < s_lo - tol || hi > s_hi + tol)
+    throw std::invalid_argument("objective.proposal.lambda_min: the range " + text(lo, hi) +
+                                " reaches outside the schedule's lambda range " + text(s_lo, s_hi) +
+                                " (lambda = -gamma): the loss would weight noise levels that no sampler "
+                                "visits; leave lambda_min/lambda_max unset for the schedule's range, or "
+                                "narrow them");
+  return {lo, hi};
+}
 
 torch::Tensor sample_times(int64_t batch, const std::string& mode, at::Generator& gen,
                            const ProposalContext& ctx) {
@@ -188,7 +293,12 @@ torch::Tensor discretise_times(const torch::Tensor& t, int64_t timesteps) {
 }
 
 const std::vector<std::string>& proposal_names() {
-  static const std::vector<std::string> names{"schedule", "edm_lognormal", "adaptive"};
+  static const std::vector<std::string> names{"schedule", "edm_lognormal", "adaptive", "rectified_flow"};
+  return names;
+}
+
+const std::vector<std::string>& adaptive_target_names() {
+  static const std::vector<std::string> names{"mean_abs", "rms"};
   return names;
 }
 
@@ -205,10 +315,14 @@ ProposalPtr make_proposal(const ProposalOptions& options, NoiseSchedule schedule
     throw std::invalid_argument("proposal '" + options.name +
                                 "' draws lambda directly; discrete time (timesteps > 0) needs "
                                 "proposal 'schedule'");
-  if (options.name == "edm_lognormal") return std::make_shared<LogNormalProposal>(options);
-  if (options.name == "adaptive") return std::make_shared<AdaptiveProposal>(options);
+  if (options.name == "edm_lognormal")
+    return std::make_shared<LogNormalProposal>(options, proposal_range(options, *schedule));
+  if (options.name == "adaptive")
+    return std::make_shared<AdaptiveProposal>(options, proposal_range(options, *schedule));
+  if (options.name == "rectified_flow")
+    return std::make_shared<RectifiedFlowProposal>(options, proposal_range(options, *schedule));
   throw std::invalid_argument("unknown proposal '" + options.name +
-                              "' (choose schedule, edm_lognormal or adaptive)");
+                              "' (choose schedule, edm_lognormal, adaptive or rectified_flow)");
 }
 
 }  // namespace vdm

@@ -27,18 +27,23 @@ class VlbImpl : public ObjectiveImpl {
                      LossRng rng, const ProposalContext& ctx) override {
     const int64_t D = x[0].numel();
     auto s = draw_levels(x, rng.levels, ctx);
-    auto d = diffuse_and_denoise(denoiser, x, labels, s.schedule.gamma, rng.noise);
+    auto gamma = s.t.defined() ? s.schedule.gamma : -s.lambda;  // the schedule's keeps its gradient
+    auto d = diffuse_and_denoise(denoiser, x, labels, gamma, rng.noise);
     auto mse = squared_error(d.eps_hat, d.eps);
 
     torch::Tensor diffusion;
     if (options_.timesteps == 0) {
-      diffusion = 0.5 * s.schedule.dgamma_dt * mse;
+      // Under the schedule's own proposal 1/p(lambda) = gamma'(t), kept as a function of the
+      // schedule so that a learned one gets its gradient; any other proposal (evaluation's
+      // importance sampling) divides by its density.
+      diffusion = s.t.defined() ? 0.5 * s.schedule.dgamma_dt * mse : 0.5 * mse / s.density;
     } else {
       const double T = double(options_.timesteps);
       auto gamma_s = schedule_->gamma(s.t - 1.0 / T);
       diffusion = 0.5 * T * torch::expm1(s.schedule.gamma - gamma_s) * mse;
     }
     if (minimise_variance_ && diffusion.requires_grad()) hook_variance_gradient(s, diffusion, D);
+    proposal_->observe(s.lambda, 0.5 * mse.detach());  // the integrand in lambda (w = 1)
 
     auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(x.device());
     auto gamma_1 = schedule_->gamma(torch::ones({1}, f64));

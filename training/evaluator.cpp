@@ -176,14 +176,24 @@ void bits_per_dim(const Run& s, const Denoiser& denoiser, ObjectiveImpl& objecti
   vo.proposal = ProposalOptions{};
   auto vlb = make_vlb(vo, objective.schedule_ptr());
   const auto topts = torch::TensorOptions().device(s.ctx.device).dtype(torch::kFloat32);
-  const BpdResult bpd = evaluate_bpd(*vlb, denoiser, eval_set, s.comm, s.ctx.rank, s.ctx.world, o.bpd_options, topts);
+  BpdOptions bo = o.bpd_options;
+  bo.null_label = o.num_classes > 0 ? o.num_classes : -1;
+  const BpdResult bpd = evaluate_bpd(*vlb, denoiser, eval_set, s.comm, s.ctx.rank, s.ctx.world, bo, topts);
   record["bpd"] = bpd.bpd;
   record["bpd_stderr"] = bpd.bpd_stderr;
   record["bpd_samples"] = bpd.samples;
+  if (std::isfinite(bpd.mc_stderr)) record["bpd_mc_stderr"] = bpd.mc_stderr;
+  record["bpd_estimator"] = bpd.estimator;
+  record["bpd_conditional"] = bpd.conditional;
   for (const auto& [name, value] : bpd.terms_bpd) record["bpd_" + name] = value;
-  if (s.root)
-    spdlog::info("{} bits/dim: {:.4f} +- {:.4f} over {} images ({:.1f} s)", o.eval_data.split, bpd.bpd,
-                 bpd.bpd_stderr, bpd.samples, seconds_between(t1, SteadyClock::now()));
+  if (s.root) {
+    const auto& t = bpd.terms_bpd;
+    spdlog::info("{} bits/dim{}: {:.4f} +- {:.4f} over {} images (diffusion {:.4f}, prior {:.4f}, "
+                 "reconstruction {:.4f}; {} estimator, {:.1f} s)",
+                 o.eval_data.split, bpd.conditional ? " -log p(x|y)" : "", bpd.bpd, bpd.bpd_stderr, bpd.samples,
+                 t.at("diffusion"), t.at("prior"), t.at("reconstruction"), bpd.estimator,
+                 seconds_between(t1, SteadyClock::now()));
+  }
 }
 
 }  // namespace

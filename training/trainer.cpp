@@ -267,7 +267,7 @@ TrainResult Trainer::run() {
     if (due(o.eval_every, s.counters.step) && !last) evaluate(s);
   }
   if (s.checkpointer->last_step() != s.counters.step) checkpoint(s);
-  evaluate(s);
+  if (o.eval_final) evaluate(s);
   if (s.root)
     spdlog::info("done: {} steps in {} ({} skipped); run directory {}", s.counters.step - first_step,
                  clock_text(seconds_between(run_start, SteadyClock::now())), s.counters.skipped_steps, o.run_dir);

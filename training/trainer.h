@@ -51,7 +51,8 @@ struct TrainerOptions {
   int64_t keep_last = 3, keep_every = 0;
   std::string resume = "auto";   // auto | none | path to a checkpoint folder
 
-  int64_t eval_every = 0;  // also always once at the end
+  int64_t eval_every = 0;  // 0: no periodic evaluation
+  bool eval_final = true;  // evaluate once more after the last step
   // Grid, FID and bits/dim. run_dir, seed, data, eval_data and num_classes are filled in from
   // the options above.
   EvaluatorOptions eval;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `vdm pack` as a user runs it: an ImageNet-style folder of real JPEG/PNG files (written with
 # Debian's python3-pil), plus a truncated JPEG and a stray text file; the summary, the shard
-# files, the resume of an interrupted pack, --on-error fail, and the idx source.
+# files (in DIR/train: a folder without split folders is the split train), the resume of an
+# interrupted pack, --on-error fail, and the idx source.
 set -euo pipefail
 VDM=$1
 WORK=$(mktemp -d)
@@ -34,12 +35,13 @@ grep -q "packed 20 images (2 skipped) into 3 shards (0 already complete)" "$WORK
   || fail "summary: $(cat "$WORK/out.txt")"
 grep -q "pack: 22/22 images (2 skipped)" "$WORK/err.txt" || fail "progress: $(cat "$WORK/err.txt")"
 grep -q "n01443537_1.JPEG" "$WORK/err.txt" || fail "the broken file is named in a warning"
-[ -f "$WORK/p16/dataset.json" ] && [ -f "$WORK/p16/shard_00002.bin" ] || fail "shard files"
-[ "$(stat -c %s "$WORK/p16/shard_00000.bin")" -eq $((8 * 3 * 16 * 16)) ] || fail "shard 0 size"
-grep -q '"resolution": 16' "$WORK/p16/dataset.json" || fail "dataset.json"
+# A plain <class>/<images> folder is the single split train: DIR/train.
+[ -f "$WORK/p16/train/dataset.json" ] && [ -f "$WORK/p16/train/shard_00002.bin" ] || fail "shard files"
+[ "$(stat -c %s "$WORK/p16/train/shard_00000.bin")" -eq $((8 * 3 * 16 * 16)) ] || fail "shard 0 size"
+grep -q '"resolution": 16' "$WORK/p16/train/dataset.json" || fail "dataset.json"
 
 # interrupted pack: a shard without its JSON is rebuilt, the others are kept
-rm "$WORK/p16/shard_00001.json"
+rm "$WORK/p16/train/shard_00001.json"
 "$VDM" pack "$WORK/src" --resolution 16 --out "$WORK/p16" --shard-size 8 > "$WORK/out2.txt" 2>/dev/null
 grep -q "into 3 shards (2 already complete)" "$WORK/out2.txt" || fail "resume: $(cat "$WORK/out2.txt")"
 
@@ -56,6 +58,6 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   "$VDM" pack /usr/share/datasets/fashion-mnist --split test --resolution 32 --out "$WORK/fm" \
     --shard-size 5000 > "$WORK/fm.txt" 2>/dev/null
   grep -q "packed 10000 images (0 skipped) into 2 shards" "$WORK/fm.txt" || fail "idx: $(cat "$WORK/fm.txt")"
-  [ "$(stat -c %s "$WORK/fm/shard_00000.bin")" -eq $((5000 * 32 * 32)) ] || fail "idx shard size"
+  [ "$(stat -c %s "$WORK/fm/test/shard_00000.bin")" -eq $((5000 * 32 * 32)) ] || fail "idx shard size"
 fi
 echo "pack: all checks passed"

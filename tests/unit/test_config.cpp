@@ -3,6 +3,7 @@
 // file:line (or the override), the dotted key and the fix.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -79,10 +80,11 @@ objective:
     p_mean: -0.5
     p_std: 1.1
     bins: 32
-    lambda_min: -10
+    lambda_min: -5
     lambda_max: 12
     ema: 0.95
     uniform_mix: 0.2
+    adaptive_target: rms
   parameterisation: v
 train:
   steps: 1e5
@@ -190,7 +192,8 @@ TEST(Config, FullConfigParses) {
   EXPECT_DOUBLE_EQ(o.proposal.p_mean, -0.5);
   EXPECT_DOUBLE_EQ(o.proposal.p_std, 1.1);
   EXPECT_EQ(o.proposal.bins, 32);
-  EXPECT_DOUBLE_EQ(o.proposal.lambda_min, -10.0);
+  EXPECT_DOUBLE_EQ(o.proposal.lambda_min, -5.0);
+  EXPECT_EQ(o.proposal.adaptive_target, "rms");
   EXPECT_DOUBLE_EQ(o.proposal.lambda_max, 12.0);
   EXPECT_DOUBLE_EQ(o.proposal.ema, 0.95);
   EXPECT_DOUBLE_EQ(o.proposal.uniform_mix, 0.2);
@@ -479,6 +482,21 @@ TEST(Config, ObjectiveCombinationRulesNameTheKey) {
                   {"objective.vocab_size: pixels are 8-bit everywhere", "got '16'"});
   const RunConfig old = vdm::parse_config("", "q.yaml", {"objective.vocab_size=256"});
   EXPECT_EQ(old.resolved_yaml.find("vocab_size"), std::string::npos);
+  // A proposal's lambda range must lie inside the schedule's (issue 15); unset, it is the
+  // schedule's, and it stays unset in the resolved config.
+  expect_contains(file_error("schedule: {gamma_min: -10, gamma_max: 6}\nobjective:\n  name: weighted\n"
+                             "  proposal: {name: adaptive, lambda_min: -8}\n"),
+                  {"x.yaml:4: objective.proposal.lambda_min:", "outside the schedule's lambda range [-6, 10]"});
+  const RunConfig unset = vdm::parse_config("", "q.yaml", {"objective.name=weighted", "objective.proposal.name=adaptive"});
+  EXPECT_TRUE(std::isnan(unset.train.objective.proposal.lambda_min));
+  EXPECT_EQ(unset.resolved_yaml.find("lambda_min"), std::string::npos);
+  // Flow matching is v_mse's weighting under the rectified-flow density (issue 15).
+  expect_contains(error_of([] {
+                    vdm::parse_config("", "q.yaml", {"objective.name=weighted", "objective.weighting.name=flow_matching"});
+                  }),
+                  {"objective.proposal.name:", "objective.proposal.name=rectified_flow"});
+  EXPECT_NO_THROW(vdm::parse_config("", "q.yaml", {"objective.name=weighted", "objective.weighting.name=flow_matching",
+                                                   "objective.proposal.name=rectified_flow"}));
 }
 
 // Every `key.path=value` hint that a message or a doc gives names a key the config accepts:

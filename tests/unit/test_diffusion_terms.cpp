@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 
 #include "objectives/diffusion_terms.h"
@@ -66,6 +68,35 @@ TEST(DiffusionTerms, ReconstructionIsANormalisedDistribution) {
   auto z0 = torch::full({256}, 0.1234, kF64);
   auto p = torch::exp(-reconstruction_nll(x, z0, torch::tensor({-7.0}, kF64)));
   EXPECT_NEAR(p.sum().item<double>(), 1.0, 1e-12);
+}
+
+// The decoder over the whole 256-value grid, as it was computed before the window.
+torch::Tensor full_grid_nll(const torch::Tensor& x, const torch::Tensor& z_0, double gamma_0) {
+  const double alpha = std::sqrt(1.0 / (1.0 + std::exp(gamma_0)));
+  auto rescaled = (z_0 / alpha).unsqueeze(-1);
+  auto grid = 2.0 * (torch::arange(256, kF64) + 0.5) / 256.0 - 1.0;
+  auto logits = -0.5 * std::exp(-gamma_0) * torch::square(rescaled - grid);
+  auto k = torch::round((x + 1.0) * 128.0 - 0.5).to(torch::kLong).unsqueeze(-1);
+  return torch::logsumexp(logits, -1) - logits.gather(-1, k).squeeze(-1);
+}
+
+TEST(DiffusionTerms, WindowedDecoderEqualsTheWholeGrid) {
+  // Every pixel value, z_0 from noise up to 8 standard deviations (out of the grid at the ends),
+  // at gamma_0 where the window is a few points wide (-13.3), wider (-6) and the whole grid (0).
+  auto gen = at::detail::createCPUGenerator(3);
+  auto x = (2.0 * (torch::arange(256, kF64) + 0.5) / 256.0 - 1.0).repeat({40});
+  auto eps = at::randn({x.numel()}, gen, kF64) * 2.5;
+  eps.slice(0, 0, 20).fill_(8.0);
+  eps.slice(0, 20, 40).fill_(-8.0);
+  for (double gamma_0 : {-13.3, -6.0, 0.0}) {
+    const double a = std::sqrt(1.0 / (1.0 + std::exp(gamma_0)));
+    const double s = std::sqrt(1.0 / (1.0 + std::exp(-gamma_0)));
+    auto z0 = a * x + s * eps;
+    auto got = reconstruction_nll(x, z0, torch::tensor({gamma_0}, kF64));
+    auto want = full_grid_nll(x, z0, gamma_0);
+    EXPECT_TRUE(torch::allclose(got, want, 1e-12, 1e-13)) << "gamma_0=" << gamma_0 << " max diff "
+                                                         << (got - want).abs().max().item<double>();
+  }
 }
 
 TEST(DiffusionTerms, AncestralStep) {

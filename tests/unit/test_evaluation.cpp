@@ -129,12 +129,13 @@ TEST(ImageGrid, DefaultColumnsAndGray) {
 // Random 1x4x4 images held in memory.
 class MemoryDataset : public Dataset {
  public:
-  explicit MemoryDataset(int64_t n) : images_(random_pixels({n, 1, 4, 4}, 17).contiguous()) {}
+  explicit MemoryDataset(int64_t n, int64_t classes = 0)
+      : images_(random_pixels({n, 1, 4, 4}, 17).contiguous()), classes_(classes) {}
   int64_t size() const override { return images_.size(0); }
   int64_t channels() const override { return 1; }
   int64_t resolution() const override { return 4; }
-  int64_t num_classes() const override { return 0; }
-  int64_t label(int64_t) const override { return 0; }
+  int64_t num_classes() const override { return classes_; }
+  int64_t label(int64_t index) const override { return classes_ > 0 ? index % classes_ : 0; }
   void read(int64_t index, uint8_t* out) const override {
     std::memcpy(out, images_[index].data_ptr<uint8_t>(), sample_bytes());
   }
@@ -143,6 +144,7 @@ class MemoryDataset : public Dataset {
 
  private:
   torch::Tensor images_;
+  int64_t classes_;
 };
 
 // A rank's view of an all-reduce: `add` (the other ranks' sums) is added in place; every
@@ -175,28 +177,39 @@ Denoiser zero_network() {
   };
 }
 
+// The schedule estimator with one draw is the VLB objective's per-sample value at the split's
+// lattice uniforms, batch by batch.
 TEST(Bpd, MatchesTheObjectivesPerSampleVlb) {
   MemoryDataset data(20);
   auto vlb = make_vlb(ObjectiveOptions{}, make_schedule(ScheduleOptions{}));
   BpdOptions options;
   options.batch_size = 8;
   options.seed = 5;
+  options.estimator = "schedule";
+  options.draws = 1;
   auto result = evaluate_bpd(*vlb, zero_network(), data, nullptr, 0, 1, options, kF32);
 
   // The same batches (8, 8, 4) through the objective with rank 0's generator (seed itself).
   auto gen = at::detail::createCPUGenerator(5);
   std::vector<torch::Tensor> bpd;
   for (int64_t i = 0; i < 20; i += 8) {
-    auto x = encode_pixels(data.images().slice(0, i, std::min<int64_t>(i + 8, 20)));
-    auto out = vlb->forward(zero_network(), x, {}, gen);
+    const int64_t end = std::min<int64_t>(i + 8, 20);
+    auto x = encode_pixels(data.images().slice(0, i, end));
+    std::vector<int64_t> indices;
+    for (int64_t j = i; j < end; ++j) indices.push_back(j);
+    ProposalContext ctx;
+    ctx.uniforms = split_uniforms(5, indices, 1);
+    auto out = vlb->forward(zero_network(), x, {}, LossRng{gen, gen}, ctx);
     bpd.push_back(out.per_sample.to(torch::kFloat64) * out.bpd_per_nat);
   }
   auto all = torch::cat(bpd);
   const double mean = all.mean().item<double>();
   const double stderr_want = std::sqrt(all.var().item<double>() / 20.0);
   EXPECT_EQ(result.samples, 20);
+  EXPECT_EQ(result.estimator, "schedule");
   EXPECT_TRUE(RelNear(result.bpd, mean, 1e-12));
   EXPECT_TRUE(RelNear(result.bpd_stderr, stderr_want, 1e-9));
+  EXPECT_TRUE(std::isnan(result.mc_stderr));
   EXPECT_GT(result.bpd, 0);
   double terms = 0;
   for (const auto& [name, value] : result.terms_bpd) terms += value;
@@ -206,14 +219,90 @@ TEST(Bpd, MatchesTheObjectivesPerSampleVlb) {
   auto again = evaluate_bpd(*vlb, zero_network(), data, nullptr, 0, 1, options, kF32);
   EXPECT_EQ(again.bpd, result.bpd);
 
-  // T-step VLB and max_samples.
+  // T-step VLB and max_samples; the importance estimator needs continuous time, so a T-step
+  // objective runs the schedule's.
   ObjectiveOptions discrete;
   discrete.timesteps = 10;
   auto vlb10 = make_vlb(discrete, make_schedule(ScheduleOptions{}));
   options.max_samples = 7;
+  options.estimator = "importance";
   auto r10 = evaluate_bpd(*vlb10, zero_network(), data, nullptr, 0, 1, options, kF32);
   EXPECT_EQ(r10.samples, 7);
+  EXPECT_EQ(r10.estimator, "schedule");
   EXPECT_TRUE(std::isfinite(r10.bpd) && r10.bpd > 0);
+}
+
+// The lattice: u = frac(u0 + n phi + k / draws), the same offset for every index.
+TEST(Bpd, SplitUniformsAreOneShiftedLattice) {
+  auto u = split_uniforms(9, {0, 1, 7}, 2);
+  ASSERT_EQ(u.numel(), 6);
+  const double phi = (std::sqrt(5.0) - 1.0) / 2.0, u0 = u[0].item<double>();
+  EXPECT_NEAR(u[1].item<double>(), std::fmod(u0 + 0.5, 1.0), 1e-12);
+  EXPECT_NEAR(u[2].item<double>(), std::fmod(u0 + phi, 1.0), 1e-12);
+  EXPECT_NEAR(u[4].item<double>(), std::fmod(u0 + std::fmod(7 * phi, 1.0), 1.0), 1e-12);
+  EXPECT_TRUE(torch::equal(split_uniforms(9, {7}, 2), u.slice(0, 4, 6)));
+  EXPECT_FALSE(torch::equal(split_uniforms(10, {0}, 1), u.slice(0, 0, 1)));
+}
+
+// eps_hat = 0.9 z: the error grows from ~0.1 eps at low SNR to ~0.9 x - eps at high SNR, a lambda
+// profile as lopsided as a trained model's.
+Denoiser shrinking_network() {
+  return [](const torch::Tensor& in, const torch::Tensor&, const torch::Tensor&) { return 0.9 * in; };
+}
+
+// Both estimators are unbiased for the same VLB; importance sampling in lambda has a far smaller
+// standard error at equal cost, and with several draws reports the Monte-Carlo part of it.
+TEST(Bpd, ImportanceSamplingIsUnbiasedAndSharper) {
+  MemoryDataset data(600);
+  auto vlb = make_vlb(ObjectiveOptions{}, make_schedule(ScheduleOptions{}));
+  BpdOptions options;
+  options.batch_size = 256;
+  options.seed = 3;
+  options.estimator = "schedule";
+  options.draws = 64;
+  auto truth = evaluate_bpd(*vlb, shrinking_network(), data, nullptr, 0, 1, options, kF32);
+  options.draws = 2;
+  auto plain = evaluate_bpd(*vlb, shrinking_network(), data, nullptr, 0, 1, options, kF32);
+  options.estimator = "importance";
+  options.pilot = 512;
+  auto importance = evaluate_bpd(*vlb, shrinking_network(), data, nullptr, 0, 1, options, kF32);
+  EXPECT_EQ(importance.estimator, "importance");
+  // The Monte-Carlo error of the 64-draw reference and of the importance estimate; the images
+  // are the same, so their spread cancels between the two.
+  const double se = std::hypot(truth.mc_stderr, importance.mc_stderr);
+  EXPECT_NEAR(importance.bpd, truth.bpd, 4 * se) << "se " << se;
+  EXPECT_LT(importance.mc_stderr, 0.5 * plain.mc_stderr);
+  EXPECT_LT(importance.bpd_stderr, plain.bpd_stderr);
+  EXPECT_GT(importance.mc_stderr, 0);
+  EXPECT_LE(importance.mc_stderr, importance.bpd_stderr * (1 + 1e-12));
+}
+
+// Class-conditional models are scored on the null label unless -log p(x | y) is asked for.
+TEST(Bpd, NullLabelUnlessConditional) {
+  MemoryDataset data(12, 3);
+  auto vlb = make_vlb(ObjectiveOptions{}, make_schedule(ScheduleOptions{}));
+  std::vector<int64_t> seen;
+  const Denoiser recording = [&seen](const torch::Tensor& in, const torch::Tensor&, const torch::Tensor& labels) {
+    EXPECT_TRUE(labels.defined());
+    for (int64_t i = 0; i < labels.numel(); ++i) seen.push_back(labels[i].item<int64_t>());
+    return torch::zeros_like(in);
+  };
+  BpdOptions options;
+  options.null_label = 3;
+  options.pilot = 8;
+  auto r = evaluate_bpd(*vlb, recording, data, nullptr, 0, 1, options, kF32);
+  EXPECT_FALSE(r.conditional);
+  ASSERT_FALSE(seen.empty());
+  for (int64_t l : seen) EXPECT_EQ(l, 3);
+  seen.clear();
+  options.conditional = true;
+  options.pilot = 0;
+  options.draws = 1;
+  options.batch_size = 12;
+  r = evaluate_bpd(*vlb, recording, data, nullptr, 0, 1, options, kF32);
+  EXPECT_TRUE(r.conditional);
+  ASSERT_EQ(seen.size(), 12u);
+  for (int64_t i = 0; i < 12; ++i) EXPECT_EQ(seen[size_t(i)], i % 3);
 }
 
 TEST(Bpd, RanksShareTheSplitAndReduceOnce) {
@@ -221,6 +310,8 @@ TEST(Bpd, RanksShareTheSplitAndReduceOnce) {
   auto vlb = make_vlb(ObjectiveOptions{}, make_schedule(ScheduleOptions{}));
   BpdOptions options;
   options.batch_size = 4;
+  options.estimator = "schedule";
+  options.draws = 1;
   // world 3 over 20 samples: 7, 7, 6.
   std::vector<BpdResult> local;
   std::vector<torch::Tensor> sums;
@@ -254,6 +345,12 @@ TEST(Bpd, RanksShareTheSplitAndReduceOnce) {
   ASSERT_EQ(idle.seen.size(), 1u);
   EXPECT_EQ(none.samples, 0);
   EXPECT_EQ(idle.seen[0].sum().item<double>(), 0.0);
+
+  // The importance estimator reduces its pilot histogram first, on every rank, idle ones too.
+  options.estimator = "importance";
+  FakeCommunicator idle2(2, 3);
+  evaluate_bpd(*vlb, zero_network(), data, &idle2, 2, 3, options, kF32);
+  EXPECT_EQ(idle2.seen.size(), 2u);
 }
 
 TEST(Bpd, MeanAndStandardError) {

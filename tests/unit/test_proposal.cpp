@@ -1,5 +1,6 @@
 // Proposals: antithetic and stratified times (alone and across ranks), discretisation, the
-// schedule and log-normal densities, and the adaptive histogram.
+// schedule, log-normal and rectified-flow densities on the schedule's range, given uniforms, and
+// the adaptive histogram (both targets).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -104,9 +105,116 @@ TEST(Proposal, EdmLogNormal) {
   // median sigma = exp(p_mean)
   auto sigma = torch::exp(-s.lambda / 2);
   EXPECT_NEAR(sigma.median().item<double>(), 0.301194, 0.003);
+  // Truncated to the schedule's range [-5, 13.3] (lambda = -gamma) and renormalised.
+  const double mass = 0.5 * (std::erf((13.3 - 2.4) / (2.4 * M_SQRT2)) - std::erf((-5.0 - 2.4) / (2.4 * M_SQRT2)));
   EXPECT_TRUE(RelNear(p->density(torch::tensor({2.4}, torch::kFloat64)).item<double>(),
-                      1.0 / (2.4 * std::sqrt(2 * M_PI)), 1e-12));
+                      1.0 / (2.4 * std::sqrt(2 * M_PI)) / mass, 1e-12));
+  EXPECT_EQ(p->density(torch::tensor({-5.1, 13.4}, torch::kFloat64)).abs().sum().item<double>(), 0.0);
+  EXPECT_GE(s.lambda.min().item<double>(), -5.0);
+  EXPECT_LE(s.lambda.max().item<double>(), 13.3);
   EXPECT_TRUE(torch::allclose(s.density, p->density(s.lambda)));
+}
+
+// The proposals that draw lambda directly integrate over the schedule's lambda range by default,
+// the one the samplers use; a range reaching outside it is refused, one inside it is kept.
+TEST(Proposal, RangeDefaultsToTheSchedulesAndIsChecked) {
+  auto schedule = make_schedule(ScheduleOptions{});  // linear, gamma in [-13.3, 5]
+  for (const char* name : {"edm_lognormal", "adaptive", "rectified_flow"}) {
+    ProposalOptions o;
+    o.name = name;
+    auto p = make_proposal(o, schedule);
+    EXPECT_DOUBLE_EQ(p->range().first, -5.0) << name;
+    EXPECT_DOUBLE_EQ(p->range().second, 13.3) << name;
+    auto l = torch::linspace(-5.0, 13.3, 200001, torch::kFloat64);
+    EXPECT_NEAR(torch::trapezoid(p->density(l), l).item<double>(), 1.0, 1e-3) << name;
+    o.lambda_min = -15.0;
+    try {
+      make_proposal(o, schedule);
+      ADD_FAILURE() << name << ": a range beyond the schedule's was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("objective.proposal.lambda_min"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("[-5, 13.3]"), std::string::npos) << e.what();
+    }
+    o.lambda_min = -2.0;
+    o.lambda_max = 10.0;
+    EXPECT_DOUBLE_EQ(make_proposal(o, schedule)->range().first, -2.0);
+  }
+  ProposalOptions bad;
+  bad.name = "adaptive";
+  bad.lambda_min = 3.0;
+  bad.lambda_max = 1.0;
+  EXPECT_THROW(make_proposal(bad, schedule), std::invalid_argument);
+}
+
+// Rectified flow: t uniform on z = (1 - t) x + t eps, so lambda = 2 log((1 - t) / t) has the logistic
+// density sech^2(lambda / 4) / 8 (Kingma & Gao 2023, App. D.3), here on a range wide enough that
+// the truncation is invisible.
+TEST(Proposal, RectifiedFlowIsUniformTimeOnTheFlowPath) {
+  ScheduleOptions so;
+  so.gamma_min = -60.0;
+  so.gamma_max = 60.0;
+  ProposalOptions o;
+  o.name = "rectified_flow";
+  o.time_sampling = "iid";
+  auto p = make_proposal(o, make_schedule(so));
+  for (double l : {-3.0, 0.0, 1.5, 7.0})
+    EXPECT_TRUE(RelNear(p->density(torch::tensor({l}, torch::kFloat64)).item<double>(),
+                        std::pow(1.0 / std::cosh(l / 4.0), 2) / 8.0, 1e-12)) << l;
+  auto g = gen(4);
+  auto s = p->sample(200000, g, {});
+  // t = sigmoid(-lambda / 2) is uniform on (0, 1): mean 1/2, variance 1/12.
+  auto t = torch::sigmoid(-0.5 * s.lambda);
+  EXPECT_NEAR(t.mean().item<double>(), 0.5, 0.003);
+  EXPECT_NEAR(t.var().item<double>(), 1.0 / 12.0, 0.001);
+  EXPECT_TRUE(torch::allclose(s.density, p->density(s.lambda)));
+}
+
+// Given uniforms replace the proposal's own draws (evaluation's lattice); each proposal maps them
+// through its inverse CDF, so u = 0.5 is the median.
+TEST(Proposal, GivenUniformsGoThroughTheInverseCdf) {
+  ScheduleOptions so;
+  so.gamma_min = -60.0;
+  so.gamma_max = 60.0;
+  ProposalContext ctx;
+  ctx.uniforms = torch::tensor({0.5, 0.25}, torch::kFloat64);
+  auto g = gen(0);
+  ProposalOptions o;
+  o.name = "rectified_flow";
+  auto s = make_proposal(o, make_schedule(so))->sample(2, g, ctx);
+  EXPECT_NEAR(s.lambda[0].item<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(s.lambda[1].item<double>(), 2.0 * std::log(0.25 / 0.75), 1e-12);
+  o.name = "edm_lognormal";
+  s = make_proposal(o, make_schedule(so))->sample(2, g, ctx);
+  EXPECT_NEAR(s.lambda[0].item<double>(), 2.4, 1e-9);
+  o.name = "schedule";
+  s = make_proposal(o, make_schedule(so))->sample(2, g, ctx);
+  EXPECT_NEAR(s.t[0].item<double>(), 0.5, 0);
+  EXPECT_THROW(make_proposal(o, make_schedule(so))->sample(3, g, ctx), std::invalid_argument);
+}
+
+// target rms: p proportional to sqrt(E f^2) per bin, the minimiser of Var[f / p].
+TEST(Proposal, AdaptiveRmsTarget) {
+  ScheduleOptions so;
+  so.gamma_min = -4.0;
+  so.gamma_max = 4.0;
+  ProposalOptions o;
+  o.name = "adaptive";
+  o.bins = 2;
+  o.uniform_mix = 0.0;
+  o.adaptive_target = "rms";
+  auto p = make_proposal(o, make_schedule(so));
+  // Bin 1: f = 0 or 4 (E|f| = 2, rms = sqrt 8); bin 2: f = 2 (both 2).
+  p->observe(torch::tensor({-3.0, -2.0, 1.0}, torch::kFloat64), torch::tensor({0.0, 4.0, 2.0}, torch::kFloat64));
+  p->commit(p->pending_histogram());
+  const double r = std::sqrt(8.0);
+  auto d = p->density(torch::tensor({-1.0, 1.0}, torch::kFloat64));
+  EXPECT_TRUE(RelNear(d[0].item<double>(), r / (r + 2.0) / 4.0, 1e-12));
+  EXPECT_TRUE(RelNear(d[1].item<double>(), 2.0 / (r + 2.0) / 4.0, 1e-12));
+  o.adaptive_target = "mean_abs";
+  auto q = make_proposal(o, make_schedule(so));
+  q->observe(torch::tensor({-3.0, -2.0, 1.0}, torch::kFloat64), torch::tensor({0.0, 4.0, 2.0}, torch::kFloat64));
+  q->commit(q->pending_histogram());
+  EXPECT_TRUE(RelNear(q->density(torch::tensor({-1.0}, torch::kFloat64)).item<double>(), 0.5 / 4.0, 1e-12));
 }
 
 TEST(Proposal, AdaptiveFollowsTheLoss) {
@@ -116,7 +224,7 @@ TEST(Proposal, AdaptiveFollowsTheLoss) {
   o.lambda_min = -4;
   o.lambda_max = 4;
   o.uniform_mix = 0.2;
-  auto p = make_proposal(o, make_schedule(ScheduleOptions{}));
+  auto p = make_proposal(o, make_schedule(ScheduleOptions{}));  // inside its range [-5, 13.3]
   // Uniform before any observation: density 1/8 on [-4, 4], 0 outside.
   EXPECT_TRUE(torch::allclose(p->density(torch::tensor({-3.0, 3.9, 5.0}, torch::kFloat64)),
                               torch::tensor({0.125, 0.125, 0.0}, torch::kFloat64)));

@@ -86,6 +86,18 @@ TEST(Schedule, CosineShiftAddsToLogSnr) {
     EXPECT_NEAR(-gamma_at(*shifted, t), -gamma_at(*plain, t) + shift, 1e-9);
 }
 
+TEST(Schedule, CosineShiftsAfterTruncating) {
+  // Kingma & Gao 2023 (App. C) truncate the cosine schedule to [-gamma_max, -gamma_min] and then
+  // shift it, so the endpoints move with the shift (here a 256 px model's, 2 log(64/256)).
+  const double shift = 2.0 * std::log(64.0 / 256.0);
+  auto plain = make_schedule(opts("cosine", -15.0, 15.0));
+  auto shifted = make_schedule(opts("cosine", -15.0, 15.0, shift));
+  for (double t : {0.0, 0.3, 1.0}) EXPECT_NEAR(-gamma_at(*shifted, t), -gamma_at(*plain, t) + shift, 1e-9);
+  EXPECT_NEAR(gamma_at(*shifted, 0.0), -15.0 - shift, 1e-9);
+  EXPECT_NEAR(shifted->gamma_at_0(), -15.0 - shift, 1e-12);
+  EXPECT_NEAR(shifted->gamma_at_1(), 15.0 - shift, 1e-12);
+}
+
 // dgamma/dt of every schedule agrees with a central difference of gamma.
 TEST(Schedule, DerivativeMatchesFiniteDifference) {
   for (const char* name : {"linear", "cosine", "learned"}) {
