@@ -21,7 +21,7 @@ namespace {
 // Fixed and known to every rank, so that a rank without samples (which never sees a LossOutput)
 // still all-reduces a tensor of the same layout.
 const std::vector<std::string> kTerms = {"diffusion", "prior", "reconstruction"};
-enum Slot { kSum, kSumSquares, kCount, kWithin, kFirstTerm };
+enum Slot { kSum, kSumSquares, kCount, kWithin, kAugmented, kAugmentedSquares, kPriorAtMin, kFirstTerm };
 // (sqrt 5 - 1) / 2: the step of the Weyl sequence that spreads the split's uniforms.
 constexpr double kGolden = 0.6180339887498949;
 
@@ -188,6 +188,19 @@ BpdResult evaluate_bpd(ObjectiveImpl& trained_vlb, const Denoiser& denoiser, con
       throw std::logic_error("bpd: the vlb objective reports other terms than expected");
     for (size_t k = 0; k < kTerms.size(); ++k)  // terms are means over the n K rows: back to image sums
       sums[kFirstTerm + k] += out.terms.at(kTerms[k]).item<double>() * double(n) * out.bpd_per_nat;
+    if (options.weighting) {
+      // The same draws weighted by w (0 outside the training range), per image; divided by
+      // w(lambda_min) and with the prior at lambda_min, as add_augmented_elbo does in training.
+      const auto [lo, hi] = options.weighting_range;
+      auto l = out.lambda.to(torch::kCPU, torch::kFloat64);
+      auto w = options.weighting(l) * ((l >= lo) & (l <= hi)).to(torch::kFloat64);
+      const double w_min = options.weighting(torch::full({1}, lo, f64)).item<double>();
+      auto prior = prior_kl(x, torch::full({1}, -lo, f64.device(x.device()))).flatten(1).sum(1).to(torch::kCPU);
+      auto per_image = ((out.diffusion.to(torch::kCPU) * w / w_min + prior) * out.bpd_per_nat).view({n, K}).mean(1);
+      sums[kAugmented] += per_image.sum().item<double>();
+      sums[kAugmentedSquares] += per_image.square().sum().item<double>();
+      sums[kPriorAtMin] += (prior * out.bpd_per_nat).sum().item<double>() / double(K);
+    }
     done += n;
 
     if (rank == 0 && batches >= 10 && (b + 1) * 10 >= next_report * batches) {
@@ -209,6 +222,12 @@ BpdResult evaluate_bpd(ObjectiveImpl& trained_vlb, const Denoiser& denoiser, con
   result.bpd_stderr = stats.standard_error;
   for (size_t k = 0; k < kTerms.size(); ++k)
     result.terms_bpd[kTerms[k]] = sums[kFirstTerm + k] / sums[kCount];
+  if (options.weighting && result.samples > 0) {
+    const auto augmented = mean_and_stderr(sums[kAugmented], sums[kAugmentedSquares], result.samples);
+    result.augmented_elbo_bpd = augmented.mean;
+    result.augmented_elbo_stderr = augmented.standard_error;
+    result.loss_normalised = (augmented.mean - sums[kPriorAtMin] / sums[kCount]) * std::log(2.0);
+  }
   if (K > 1 && result.samples > 0) result.mc_stderr = std::sqrt(sums[kWithin]) / sums[kCount];
   result.estimator = importance ? "importance" : "schedule";
   result.conditional = conditional;

@@ -7,9 +7,11 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/dataset.h"
@@ -34,6 +36,10 @@ struct BpdOptions {
   // unconditional results); true gives -log p(x | y) with the dataset's labels.
   bool conditional = false;
   int64_t null_label = -1;   // the model's null class (its num_classes); -1: unconditional model
+  // The training objective's w(lambda) and lambda range when w is monotone: the same draws then
+  // also estimate the augmented ELBO the weighted loss bounds (ObjectiveImpl::add_augmented_elbo).
+  std::function<torch::Tensor(const torch::Tensor&)> weighting;
+  std::pair<double, double> weighting_range{0.0, 0.0};
 };
 
 struct BpdResult {
@@ -44,6 +50,11 @@ struct BpdResult {
   // draws >= 2: the Monte-Carlo part of the error alone (the test set held fixed), from the spread
   // of each image's draws; an upper bound, as the draws are stratified. NaN with one draw.
   double mc_stderr = std::numeric_limits<double>::quiet_NaN();
+  // With BpdOptions::weighting: 0.5 integral of w ||eps_hat - eps||^2 / w(lambda_min) in nats per
+  // dim, and that plus the prior KL at lambda_min in bits/dim, with its standard error.
+  double loss_normalised = std::numeric_limits<double>::quiet_NaN();
+  double augmented_elbo_bpd = std::numeric_limits<double>::quiet_NaN();
+  double augmented_elbo_stderr = std::numeric_limits<double>::quiet_NaN();
   std::string estimator;  // what ran: importance | schedule
   bool conditional = false;  // labels were given to the model: -log p(x | y)
 };

@@ -1,6 +1,6 @@
 // `vdm inspect objective CONFIG [key=value ...]`: tabulates the objective's weighting w(lambda),
-// proposal density p(lambda), their ratio (the per-example loss weight) and monotonicity, as CSV,
-// and draws w and p in an SVG. `vdm inspect model CONFIG`: the network's size and cost. Both
+// proposal density p(lambda), their ratio (the per-example loss weight), monotonicity and the
+// implied noise-augmentation density, as CSV, prints w(lambda_min), and draws them in an SVG. `vdm inspect model CONFIG`: the network's size and cost. Both
 // build their piece exactly as training would.
 #include <CLI/CLI.hpp>
 #include <yaml-cpp/yaml.h>
@@ -89,16 +89,27 @@ void inspect_objective(const InspectArgs& args) {
   auto w = objective->weighting(lambda).contiguous();
   auto p = objective->proposal().density(lambda).contiguous();
   const bool monotone = objective->monotone();
+  // The loss integrates over the proposal's range; a monotone w spreads its mass w(lambda_min) over
+  // noise-augmentation levels with density -w'(lambda) / w(lambda_min) plus an atom w(lambda_max) /
+  // w(lambda_min) at lambda_max (objectives/objective.cpp, add_augmented_elbo).
+  const auto [range_lo, range_hi] = objective->proposal().range();
+  auto w_at = [&](double l) { return objective->weighting(torch::full({1}, l, torch::kFloat64)).item<double>(); };
+  const double w_min = w_at(range_lo), w_max = w_at(range_hi);
+  auto slope = [&](double l) {
+    const double h = 1e-5 * (1.0 + std::abs(l));
+    return (w_at(l + h) - w_at(l - h)) / (2 * h);
+  };
 
   std::ostringstream csv;
-  csv << "lambda,w,p,weight,monotone\n";
-  std::vector<double> wv(grid.size()), pv(grid.size());
+  csv << "lambda,w,p,weight,monotone,augmentation\n";
+  std::vector<double> wv(grid.size()), pv(grid.size()), av(grid.size());
   for (size_t i = 0; i < grid.size(); ++i) {
     wv[i] = w[i].item<double>();
     pv[i] = p[i].item<double>();
+    av[i] = monotone && w_min > 0 ? std::max(0.0, -slope(grid[i])) / w_min : NAN;
     const double ratio = pv[i] > 0 ? wv[i] / pv[i] : (wv[i] == 0 ? 0.0 : INFINITY);
     csv << fmt(grid[i]) << ',' << fmt(wv[i]) << ',' << fmt(pv[i]) << ',' << fmt(ratio) << ','
-        << (monotone ? "true" : "false") << '\n';
+        << (monotone ? "true" : "false") << ',' << (monotone ? fmt(av[i]) : "") << '\n';
   }
   std::cout << csv.str() << std::flush;
   if (!args.csv.empty()) write_file_atomically(args.csv, csv.str());
@@ -108,6 +119,13 @@ void inspect_objective(const InspectArgs& args) {
                            "data (Kingma & Gao 2023)"
                          : "not monotone, so the loss is not an ELBO")
             << "\n";
+  std::cerr << "lambda range [" << fmt(range_lo) << ", " << fmt(range_hi) << "]: w(lambda_min) = " << fmt(w_min)
+            << ", w(lambda_max) = " << fmt(w_max);
+  if (monotone && w_min > 0)
+    std::cerr << "; the loss / w(lambda_min) averages ELBOs of data augmented with noise at lambda ~ "
+                 "-w'(lambda)/w(lambda_min) (column augmentation) plus an atom of "
+              << fmt(w_max / w_min) << " at lambda_max";
+  std::cerr << "\n";
 
   if (!args.plot.empty()) {
     auto normalised = [](std::vector<double> v) {
@@ -120,9 +138,10 @@ void inspect_objective(const InspectArgs& args) {
     po.title = describe(cfg.train.objective, cfg.train.schedule) + (monotone ? " (monotone)" : " (not monotone)");
     po.x_label = "lambda = log SNR";
     po.y_label = "value / max over the grid";
-    write_file_atomically(args.plot, render_svg_plot({{"w(lambda)", grid, normalised(wv), false},
-                                                      {"p(lambda)", grid, normalised(pv), true}},
-                                                     po));
+    std::vector<PlotSeries> series{{"w(lambda)", grid, normalised(wv), false},
+                                   {"p(lambda)", grid, normalised(pv), true}};
+    if (monotone && w_min > 0) series.push_back({"-w'(lambda)/w(lambda_min)", grid, normalised(av), false});
+    write_file_atomically(args.plot, render_svg_plot(series, po));
     std::cerr << "plot written to " << args.plot << "\n";
   }
 }

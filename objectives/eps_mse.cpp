@@ -29,6 +29,7 @@ class EpsMseImpl : public ObjectiveImpl {
     out.terms = {{"mse", out.per_sample.mean().detach()}};
     out.lambda = s.lambda.detach();
     out.bpd_per_nat = bpd_per_nat(D);
+    add_augmented_elbo(out, x);
     return out;
   }
 

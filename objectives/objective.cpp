@@ -4,7 +4,10 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <stdexcept>
+
+#include "objectives/diffusion_terms.h"
 
 namespace vdm {
 
@@ -45,6 +48,26 @@ torch::Tensor predict_eps(const Denoiser& denoiser, const Parameterisation& para
     throw std::runtime_error("the denoiser returned shape " + c10::str(out.sizes()) + " for input " +
                              c10::str(z.sizes()));
   return param.to_eps(out.to(z.scalar_type()), z, alpha, sigma);
+}
+
+// Kingma & Gao (2023, Sec. 4): write L(lambda; x) for the diffusion loss over the levels from
+// lambda_min up to lambda, which with the prior KL at lambda_min is the negative ELBO of x
+// observed through z_lambda (data augmented with noise). For w non-increasing in lambda, integrating
+// by parts gives L_w(x) = 0.5 integral of w ||eps_hat - eps||^2 = w(lambda_max) L(lambda_max; x) +
+// integral of -w'(lambda) L(lambda; x) d lambda: a mixture of those bounds with total mass
+// w(lambda_min). Divided by that mass, and with the prior added, it is an average of ELBOs of
+// noise-augmented data, on the same scale for every weighting; for w = 1 it is the VLB less the
+// reconstruction term.
+void ObjectiveImpl::add_augmented_elbo(LossOutput& out, const torch::Tensor& x) {
+  if (!monotone()) return;
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const double lambda_min = proposal_->range().first;
+  const double w_min = weighting(torch::full({1}, lambda_min, f64)).item<double>();
+  if (!(w_min > 0) || !std::isfinite(w_min)) return;
+  auto prior = prior_kl(x.detach(), torch::full({1}, -lambda_min, f64.device(x.device()))).flatten(1).sum(1);
+  out.terms["loss_normalised"] = out.loss.detach().to(torch::kFloat64) / w_min;
+  out.terms["augmented_elbo_bpd"] =
+      (out.per_sample.detach().to(torch::kFloat64).mean() / w_min + prior.mean()) * out.bpd_per_nat;
 }
 
 void ObjectiveImpl::set_proposal(ProposalPtr proposal) {

@@ -61,6 +61,7 @@ class VlbImpl : public ObjectiveImpl {
                  {"prior", prior.mean().detach()},
                  {"reconstruction", recon.mean().detach()}};
     out.lambda = s.lambda.detach();
+    out.diffusion = diffusion.detach();
     out.bpd_per_nat = bpd_per_nat(D);
     out.likelihood = true;
     return out;

@@ -32,6 +32,7 @@ class WeightedLossImpl : public ObjectiveImpl {
     out.terms = {{"diffusion", out.per_sample.mean().detach()}};
     out.lambda = lambda;
     out.bpd_per_nat = bpd_per_nat(D);
+    add_augmented_elbo(out, x);
     return out;
   }
 

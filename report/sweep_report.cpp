@@ -82,6 +82,12 @@ void read_point(PointResult& p, const fs::path& dir, const PointInput& in) {
   for (const auto& e : read_jsonl(RunDirectory(dir).eval_log())) {
     if (std::isfinite(number(e, "bpd"))) p.bpd = number(e, "bpd");
     if (std::isfinite(number(e, "fid"))) p.fid = number(e, "fid");
+    if (!e.contains("bpd")) continue;  // the last bits/dim record speaks for the rest
+    p.bpd_stderr = number(e, "bpd_stderr");
+    p.augmented_elbo = number(e, "augmented_elbo_bpd");
+    p.augmented_elbo_stderr = number(e, "augmented_elbo_stderr");
+    p.not_monotone = e.contains("weighting_monotone") && e["weighting_monotone"].is_boolean() &&
+                     !e["weighting_monotone"].get<bool>();
   }
   const auto attempts = read_jsonl(dir / "attempts.jsonl");
   double total = 0;
@@ -118,6 +124,16 @@ std::vector<double> weighting_curve(const PointConfig& cfg, const std::vector<do
 
 std::string point_name(const PointResult& p) { return std::to_string(p.index) + " " + p.label; }
 
+// "5.7301 ± 0.0095", or the value alone when there is no error bar.
+std::string with_error(double value, double error, const char* format) {
+  if (!std::isfinite(value)) return "";
+  return fmt(value, format) + (std::isfinite(error) ? " ± " + fmt(error, format) : "");
+}
+
+std::string augmented_cell(const PointResult& p) {
+  return p.not_monotone ? "not monotone" : with_error(p.augmented_elbo, p.augmented_elbo_stderr, "%.4f");
+}
+
 }  // namespace
 
 SweepReport collect_sweep_report(const SweepInput& sweep) {
@@ -131,6 +147,7 @@ SweepReport collect_sweep_report(const SweepInput& sweep) {
     p.label = in.label;
     p.dir = in.dir;
     p.final_loss = p.bpd = p.fid = p.run_time_s = NAN;
+    p.bpd_stderr = p.augmented_elbo = p.augmented_elbo_stderr = NAN;
     read_point(p, dir / p.dir, in);
     r.points.push_back(std::move(p));
   }
@@ -159,11 +176,15 @@ SweepReport collect_sweep_report(const SweepInput& sweep) {
 
 std::string report_csv(const SweepReport& r) {
   std::ostringstream out;
-  out << "index,label,objective,status,steps,final_loss,test_bpd,fid,run_time_s\n";
+  out << "index,label,objective,status,steps,final_loss,test_bpd,test_bpd_stderr,augmented_elbo_bpd,"
+         "augmented_elbo_stderr,fid,run_time_s\n";
   for (const auto& p : r.points)
     out << p.index << ',' << csv_field(p.label) << ',' << csv_field(p.objective) << ',' << csv_field(p.status)
         << ',' << (p.steps_done >= 0 ? std::to_string(p.steps_done) : "") << ',' << fmt(p.final_loss, "%.6g")
-        << ',' << fmt(p.bpd, "%.6g") << ',' << fmt(p.fid, "%.6g") << ',' << fmt(p.run_time_s, "%.1f") << '\n';
+        << ',' << fmt(p.bpd, "%.6g") << ',' << fmt(p.bpd_stderr, "%.3g") << ','
+        << (p.not_monotone ? "not monotone" : fmt(p.augmented_elbo, "%.6g")) << ','
+        << fmt(p.augmented_elbo_stderr, "%.3g") << ',' << fmt(p.fid, "%.6g") << ',' << fmt(p.run_time_s, "%.1f")
+        << '\n';
   return out.str();
 }
 
@@ -171,13 +192,14 @@ std::string report_markdown(const SweepReport& r) {
   auto cell = [](const std::string& s) { return s.empty() ? std::string("—") : s; };
   std::ostringstream out;
   out << "# Sweep " << r.name << "\n\n"
-      << "| # | point | objective | status | steps | final loss | test bpd | FID | run time (s) |\n"
-      << "|---|---|---|---|---|---|---|---|---|\n";
+      << "| # | point | objective | status | steps | final loss | test bpd | augmented ELBO (bpd) | FID | run time (s) |\n"
+      << "|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& p : r.points) {
     const std::string steps = p.steps_done < 0 ? "" : std::to_string(p.steps_done) + "/" + std::to_string(p.steps_total);
     out << "| " << p.index << " | " << p.label << " | " << cell(p.objective) << " | " << p.status << " | "
-        << cell(steps) << " | " << cell(fmt(p.final_loss)) << " | " << cell(fmt(p.bpd, "%.4f")) << " | "
-        << cell(fmt(p.fid, "%.2f")) << " | " << cell(fmt(p.run_time_s, "%.0f")) << " |\n";
+        << cell(steps) << " | " << cell(fmt(p.final_loss)) << " | " << cell(with_error(p.bpd, p.bpd_stderr, "%.4f"))
+        << " | " << cell(augmented_cell(p)) << " | " << cell(fmt(p.fid, "%.2f")) << " | "
+        << cell(fmt(p.run_time_s, "%.0f")) << " |\n";
   }
   return out.str();
 }
@@ -191,19 +213,20 @@ std::string report_html(const SweepReport& r) {
          ".bad{color:#b00;font-weight:bold}.figs{display:flex;flex-wrap:wrap;gap:12px}</style></head><body>\n"
       << "<h1>Sweep " << xml_escape(r.name) << "</h1>\n<p>" << xml_escape(r.dir) << " &middot; "
       << r.points.size() << " point(s)</p>\n<table>\n<tr><th>#</th><th>point</th><th>objective</th><th>status</th>"
-         "<th>steps</th><th>final loss</th><th>test bpd</th><th>FID</th><th>run time (s)</th></tr>\n";
+         "<th>steps</th><th>final loss</th><th>test bpd</th><th>augmented ELBO (bpd)</th><th>FID</th>"
+         "<th>run time (s)</th></tr>\n";
   for (const auto& p : r.points) {
     const bool bad = p.status != "done";
     const std::string steps = p.steps_done < 0 ? "" : std::to_string(p.steps_done) + "/" + std::to_string(p.steps_total);
     out << "<tr><td>" << p.index << "</td><td>" << xml_escape(p.label) << "</td><td>" << xml_escape(p.objective)
         << "</td><td" << (bad ? " class=\"bad\"" : "") << ">" << xml_escape(p.status) << "</td><td>" << steps
-        << "</td><td>" << fmt(p.final_loss) << "</td><td>" << fmt(p.bpd, "%.4f") << "</td><td>"
-        << fmt(p.fid, "%.2f") << "</td><td>" << fmt(p.run_time_s, "%.0f") << "</td></tr>\n";
+        << "</td><td>" << fmt(p.final_loss) << "</td><td>" << with_error(p.bpd, p.bpd_stderr, "%.4f") << "</td><td>"
+        << xml_escape(augmented_cell(p)) << "</td><td>" << fmt(p.fid, "%.2f") << "</td><td>" << fmt(p.run_time_s, "%.0f") << "</td></tr>\n";
   }
   out << "</table>\n<div class=\"figs\">\n";
 
   std::vector<PlotSeries> loss, weights;
-  std::vector<BarItem> bpd, fid;
+  std::vector<BarItem> bpd, fid, augmented;
   bool any_fid = false;
   for (const auto& p : r.points) {
     loss.push_back({point_name(p), p.loss_steps, p.losses, false});
@@ -212,6 +235,7 @@ std::string report_html(const SweepReport& r) {
     if (!p.w.empty()) weights.push_back({point_name(p), r.lambda_grid, p.w, p.index % 2 == 1});
     const std::string note = p.status == "done" ? "no value" : p.status;
     bpd.push_back({point_name(p), p.bpd, note});
+    augmented.push_back({point_name(p), p.augmented_elbo, p.not_monotone ? "not monotone" : note});
     fid.push_back({point_name(p), p.fid, note});
     any_fid = any_fid || std::isfinite(p.fid);
   }
@@ -230,6 +254,10 @@ std::string report_html(const SweepReport& r) {
   bo.title = "test bits/dim per point (lower is better)";
   bo.y_label = "bits/dim";
   out << render_svg_bars(bpd, bo);
+  PlotOptions ao;
+  ao.title = "augmented ELBO of each weighting, bits/dim (one scale for all monotone w)";
+  ao.y_label = "bits/dim";
+  out << render_svg_bars(augmented, ao);
   PlotOptions fo;
   fo.title = any_fid ? "FID per point (lower is better)" : "FID per point: not computed (eval.fid.enabled)";
   fo.y_label = "FID";

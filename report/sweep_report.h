@@ -1,5 +1,5 @@
-// The summary of a sweep behind `vdm report`: each point's status, final loss, test bits/dim,
-// FID and run time, read from the points' run directories (the sweep's points and their configs
+// The summary of a sweep behind `vdm report`: each point's status, final loss, test bits/dim and
+// its standard error, the augmented ELBO of its weighting (monotone ones), FID and run time, read from the points' run directories (the sweep's points and their configs
 // come as plain data), rendered as CSV, Markdown, and an HTML page with SVG plots.
 #pragma once
 
@@ -41,6 +41,8 @@ struct PointResult {
   std::string status;     // done | running | not started | requeued | failed (exit N) | bad config | missing
   long long steps_done = -1, steps_total = -1;
   double final_loss, bpd, fid, run_time_s;  // NaN when absent
+  double bpd_stderr, augmented_elbo, augmented_elbo_stderr;  // eval.jsonl's; NaN when absent
+  bool not_monotone = false;  // eval.jsonl says the weighting is not monotone: no augmented ELBO
   std::vector<double> loss_steps, losses;
   // w(lambda) / max w over lambda_grid; empty when the config could not be read.
   std::vector<double> w;

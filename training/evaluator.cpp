@@ -178,11 +178,22 @@ void bits_per_dim(const Run& s, const Denoiser& denoiser, ObjectiveImpl& objecti
   const auto topts = torch::TensorOptions().device(s.ctx.device).dtype(torch::kFloat32);
   BpdOptions bo = o.bpd_options;
   bo.null_label = o.num_classes > 0 ? o.num_classes : -1;
+  const bool monotone = objective.monotone();
+  if (monotone) {
+    bo.weighting = [&objective](const torch::Tensor& lambda) { return objective.weighting(lambda); };
+    bo.weighting_range = objective.proposal().range();
+  }
   const BpdResult bpd = evaluate_bpd(*vlb, denoiser, eval_set, s.comm, s.ctx.rank, s.ctx.world, bo, topts);
   record["bpd"] = bpd.bpd;
   record["bpd_stderr"] = bpd.bpd_stderr;
   record["bpd_samples"] = bpd.samples;
   if (std::isfinite(bpd.mc_stderr)) record["bpd_mc_stderr"] = bpd.mc_stderr;
+  record["weighting_monotone"] = monotone;
+  if (monotone) {
+    record["loss_normalised"] = bpd.loss_normalised;
+    record["augmented_elbo_bpd"] = bpd.augmented_elbo_bpd;
+    record["augmented_elbo_stderr"] = bpd.augmented_elbo_stderr;
+  }
   record["bpd_estimator"] = bpd.estimator;
   record["bpd_conditional"] = bpd.conditional;
   for (const auto& [name, value] : bpd.terms_bpd) record["bpd_" + name] = value;
@@ -193,6 +204,13 @@ void bits_per_dim(const Run& s, const Denoiser& denoiser, ObjectiveImpl& objecti
                  o.eval_data.split, bpd.conditional ? " -log p(x|y)" : "", bpd.bpd, bpd.bpd_stderr, bpd.samples,
                  t.at("diffusion"), t.at("prior"), t.at("reconstruction"), bpd.estimator,
                  seconds_between(t1, SteadyClock::now()));
+    if (monotone)
+      spdlog::info("{} augmented ELBO of the training weighting: {:.4f} +- {:.4f} bits/dim (normalised weighted "
+                   "loss {:.5f} nats/dim)", o.eval_data.split, bpd.augmented_elbo_bpd, bpd.augmented_elbo_stderr,
+                   bpd.loss_normalised);
+    else
+      spdlog::info("augmented ELBO: none, the weighting {} is not monotone (Kingma & Gao's identity needs a "
+                   "non-increasing w)", objective.options().weighting.name);
   }
 }
 

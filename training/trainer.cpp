@@ -84,6 +84,9 @@ Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std
   Network net = build_network(o.model, o.schedule, o.objective);
   s.model = net.model;
   s.objective = net.objective;
+  if (s.root && !s.objective->monotone())
+    spdlog::info("objective: the weighting is not monotone in lambda, so the loss is no ELBO of noise-augmented "
+                 "data (Kingma & Gao 2023) and no augmented ELBO is reported");
   s.model->to(s.device);
   s.objective->to(s.device);
   s.ema = Ema(*s.model, o.ema);

@@ -49,7 +49,10 @@ TEST(SweepReport, StatusesCurvesAndTables) {
   in.points[3].label = "a,\"b\"";
   const auto run = tmp.path / in.points[0].dir;
   write_report_file(run / "metrics.jsonl", "{\"step\": 2, \"loss\": 0.5}\n{\"step\": 4, \"loss\": 0.25}\n");
-  write_report_file(run / "eval.jsonl", "{\"step\": 4, \"bpd\": 3.5}\n");
+  write_report_file(run / "eval.jsonl", "{\"step\": 4, \"bpd\": 3.5, \"bpd_stderr\": 0.01, \"weighting_monotone\": true, "
+                                        "\"augmented_elbo_bpd\": 1.25, \"augmented_elbo_stderr\": 0.02}\n");
+  const auto sig = tmp.path / in.points[1].dir;
+  write_report_file(sig / "eval.jsonl", "{\"step\": 4, \"bpd\": 3.75, \"weighting_monotone\": false}\n");
   write_report_file(run / "attempts.jsonl", "{\"start\": 10, \"end\": 12.5, \"exit_code\": 0}\n");
 
   const SweepReport r = collect_sweep_report(in);
@@ -58,6 +61,9 @@ TEST(SweepReport, StatusesCurvesAndTables) {
   EXPECT_EQ(r.points[0].objective, "elbo");
   EXPECT_EQ(r.points[0].steps_done, 4);
   EXPECT_EQ(r.points[0].losses, (std::vector<double>{0.5, 0.25}));
+  EXPECT_DOUBLE_EQ(r.points[0].augmented_elbo, 1.25);
+  EXPECT_FALSE(r.points[0].not_monotone);
+  EXPECT_TRUE(r.points[1].not_monotone);
   EXPECT_EQ(r.points[1].status, "not started");
   EXPECT_EQ(r.points[1].objective, "sigmoid(b=2)");
   EXPECT_EQ(r.points[2].status, "missing");
@@ -76,17 +82,20 @@ TEST(SweepReport, StatusesCurvesAndTables) {
   EXPECT_TRUE(r.points[3].w.empty());
 
   EXPECT_EQ(report_csv(r),
-            "index,label,objective,status,steps,final_loss,test_bpd,fid,run_time_s\n"
-            "0,elbo,elbo,done,4,0.25,3.5,,2.5\n"
-            "1,sig,sigmoid(b=2),not started,,,,,\n"
-            "2,gone,,missing,,,,,\n"
-            "3,\"a,\"\"b\"\"\",,bad config,,,,,\n");
+            "index,label,objective,status,steps,final_loss,test_bpd,test_bpd_stderr,augmented_elbo_bpd,"
+            "augmented_elbo_stderr,fid,run_time_s\n"
+            "0,elbo,elbo,done,4,0.25,3.5,0.01,1.25,0.02,,2.5\n"
+            "1,sig,sigmoid(b=2),not started,,,3.75,,not monotone,,,\n"
+            "2,gone,,missing,,,,,,,,\n"
+            "3,\"a,\"\"b\"\"\",,bad config,,,,,,,,\n");
   const std::string md = report_markdown(r);
-  EXPECT_NE(md.find("| 0 | elbo | elbo | done | 4/4 | 0.25 | 3.5000 | — | 2 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 0 | elbo | elbo | done | 4/4 | 0.25 | 3.5000 ± 0.0100 | 1.2500 ± 0.0200 | — | 2 |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| not monotone |"), std::string::npos) << md;
   const std::string html = report_html(r);
   size_t plots = 0;
   for (size_t at = html.find("<svg"); at != std::string::npos; at = html.find("<svg", at + 1)) ++plots;
-  EXPECT_EQ(plots, 4u);
+  EXPECT_EQ(plots, 5u);
   EXPECT_NE(html.find("a,&quot;b&quot;"), std::string::npos);
 }
 
