@@ -546,6 +546,8 @@ void visit_train(V& v, TrainerOptions& t, ProcessContextOptions& process) {
   v.field("adam_beta2", t.adam_beta2);
   v.check(t.adam_beta2 >= 0 && t.adam_beta2 < 1, "adam_beta2", kUnitOpen);
   v.field("bf16", t.bf16);
+  v.field("label_dropout", t.label_dropout);
+  v.check(t.label_dropout >= 0 && t.label_dropout < 1, "label_dropout", kUnitOpen);
   v.field("channels_last", t.channels_last);
   v.field("max_nonfinite_steps", t.max_nonfinite_steps);
   v.check(t.max_nonfinite_steps >= 1, "max_nonfinite_steps", at_least(1));
@@ -691,6 +693,7 @@ void derive_fields(RunConfig& c) {
   e.data = t.data;
   e.eval_data = t.eval_data;
   e.num_classes = num_classes(t.model);
+  e.null_label_trained = t.label_dropout > 0;
   e.bpd_options.batch_size = e.batch_size;
   e.bpd_options.seed = c.seed;
 }
@@ -895,6 +898,9 @@ void check_paths(const RunConfig& cfg) {
                       "the folder with the *-ubyte files, e.g. "
                       "/usr/share/datasets/fashion-mnist) or add data.path=DIR");
   require_exists("data.path", cfg.train.data.path);
+  if (!cfg.train.eval.fid_features.empty() && cfg.train.eval.fid_features != "builtin")
+    require_exists("eval.fid.features", cfg.train.eval.fid_features);
+  if (!cfg.train.eval.fid_reference.empty()) require_exists("eval.fid.reference", cfg.train.eval.fid_reference);
   // The held-out split is checked here, before anything trains: a run must never find out at
   // its final evaluation that the split is missing, nor evaluate on the training images.
   const TrainerOptions& t = cfg.train;
@@ -909,9 +915,6 @@ void check_paths(const RunConfig& cfg) {
                         (key == "data.eval_split" ? "; or turn off what needs it (eval.bpd=false, eval.fid.enabled=false)" : ""));
     }
   }
-  if (!cfg.train.eval.fid_features.empty() && cfg.train.eval.fid_features != "builtin")
-    require_exists("eval.fid.features", cfg.train.eval.fid_features);
-  if (!cfg.train.eval.fid_reference.empty()) require_exists("eval.fid.reference", cfg.train.eval.fid_reference);
 }
 
 }  // namespace vdm

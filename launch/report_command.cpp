@@ -61,8 +61,10 @@ int run_report(const std::string& sweep_dir) {
   const std::string markdown = report_markdown(report);
   write_file_atomically((dir / "report.md").string(), markdown);
   write_file_atomically((dir / "report.html").string(), report_html(report));
+  for (const auto& plot : report_plots(report))
+    write_file_atomically((dir / ("report_" + plot.name + ".svg")).string(), plot.svg);
   std::cout << markdown << std::flush;
-  spdlog::info("wrote {0}/report.csv, {0}/report.md and {0}/report.html", sweep_dir);
+  spdlog::info("wrote {0}/report.csv, {0}/report.md, {0}/report.html and the plots as {0}/report_*.svg", sweep_dir);
   return 0;
 }
 

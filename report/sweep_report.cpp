@@ -204,6 +204,48 @@ std::string report_markdown(const SweepReport& r) {
   return out.str();
 }
 
+std::vector<NamedPlot> report_plots(const SweepReport& r) {
+  std::vector<PlotSeries> loss, weights;
+  std::vector<BarItem> bpd, fid, augmented;
+  bool any_fid = false;
+  for (const auto& p : r.points) {
+    loss.push_back({point_name(p), p.loss_steps, p.losses, false});
+    // Dashed every other curve: equal weightings (IDDPM's sech and eps-MSE's under a cosine
+    // schedule) lie on top of each other and both stay visible.
+    if (!p.w.empty()) weights.push_back({point_name(p), r.lambda_grid, p.w, p.index % 2 == 1});
+    const std::string note = p.status == "done" ? "no value" : p.status;
+    bpd.push_back({point_name(p), p.bpd, note});
+    augmented.push_back({point_name(p), p.augmented_elbo, p.not_monotone ? "not monotone" : note});
+    fid.push_back({point_name(p), p.fid, note});
+    any_fid = any_fid || std::isfinite(p.fid);
+  }
+  std::vector<NamedPlot> plots;
+  PlotOptions lo;
+  lo.title = "training loss per point (log scale)";
+  lo.x_label = "step";
+  lo.y_label = "loss";
+  lo.log_y = true;
+  plots.push_back({"loss", render_svg_plot(loss, lo)});
+  PlotOptions wo;
+  wo.title = "weighting w(lambda) of each point, normalised to max 1";
+  wo.x_label = "lambda = log SNR";
+  wo.y_label = "w / max w";
+  plots.push_back({"weighting", render_svg_plot(weights, wo)});
+  PlotOptions bo;
+  bo.title = "test bits/dim per point (lower is better)";
+  bo.y_label = "bits/dim";
+  plots.push_back({"bpd", render_svg_bars(bpd, bo)});
+  PlotOptions ao;
+  ao.title = "augmented ELBO of each weighting, bits/dim (one scale for all monotone w)";
+  ao.y_label = "bits/dim";
+  plots.push_back({"augmented_elbo", render_svg_bars(augmented, ao)});
+  PlotOptions fo;
+  fo.title = any_fid ? "FID per point (lower is better)" : "FID per point: not computed (eval.fid.enabled)";
+  fo.y_label = "FID";
+  plots.push_back({"fid", render_svg_bars(fid, fo)});
+  return plots;
+}
+
 std::string report_html(const SweepReport& r) {
   std::ostringstream out;
   out << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Sweep " << xml_escape(r.name)
@@ -224,44 +266,7 @@ std::string report_html(const SweepReport& r) {
         << xml_escape(augmented_cell(p)) << "</td><td>" << fmt(p.fid, "%.2f") << "</td><td>" << fmt(p.run_time_s, "%.0f") << "</td></tr>\n";
   }
   out << "</table>\n<div class=\"figs\">\n";
-
-  std::vector<PlotSeries> loss, weights;
-  std::vector<BarItem> bpd, fid, augmented;
-  bool any_fid = false;
-  for (const auto& p : r.points) {
-    loss.push_back({point_name(p), p.loss_steps, p.losses, false});
-    // Dashed every other curve: equal weightings (IDDPM's sech and eps-MSE's under a cosine
-    // schedule) lie on top of each other and both stay visible.
-    if (!p.w.empty()) weights.push_back({point_name(p), r.lambda_grid, p.w, p.index % 2 == 1});
-    const std::string note = p.status == "done" ? "no value" : p.status;
-    bpd.push_back({point_name(p), p.bpd, note});
-    augmented.push_back({point_name(p), p.augmented_elbo, p.not_monotone ? "not monotone" : note});
-    fid.push_back({point_name(p), p.fid, note});
-    any_fid = any_fid || std::isfinite(p.fid);
-  }
-  PlotOptions lo;
-  lo.title = "training loss per point (log scale)";
-  lo.x_label = "step";
-  lo.y_label = "loss";
-  lo.log_y = true;
-  out << render_svg_plot(loss, lo);
-  PlotOptions wo;
-  wo.title = "weighting w(lambda) of each point, normalised to max 1";
-  wo.x_label = "lambda = log SNR";
-  wo.y_label = "w / max w";
-  out << render_svg_plot(weights, wo);
-  PlotOptions bo;
-  bo.title = "test bits/dim per point (lower is better)";
-  bo.y_label = "bits/dim";
-  out << render_svg_bars(bpd, bo);
-  PlotOptions ao;
-  ao.title = "augmented ELBO of each weighting, bits/dim (one scale for all monotone w)";
-  ao.y_label = "bits/dim";
-  out << render_svg_bars(augmented, ao);
-  PlotOptions fo;
-  fo.title = any_fid ? "FID per point (lower is better)" : "FID per point: not computed (eval.fid.enabled)";
-  fo.y_label = "FID";
-  out << render_svg_bars(fid, fo);
+  for (const auto& plot : report_plots(r)) out << plot.svg;
   out << "</div>\n</body></html>\n";
   return out.str();
 }

@@ -61,5 +61,11 @@ SweepReport collect_sweep_report(const SweepInput& sweep);
 std::string report_csv(const SweepReport& report);
 std::string report_markdown(const SweepReport& report);
 std::string report_html(const SweepReport& report);
+// The report's plots as standalone SVG documents (loss, weighting, bpd, augmented_elbo, fid), the
+// ones report_html shows.
+struct NamedPlot {
+  std::string name, svg;
+};
+std::vector<NamedPlot> report_plots(const SweepReport& report);
 
 }  // namespace vdm

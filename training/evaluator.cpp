@@ -178,6 +178,13 @@ void bits_per_dim(const Run& s, const Denoiser& denoiser, ObjectiveImpl& objecti
   const auto topts = torch::TensorOptions().device(s.ctx.device).dtype(torch::kFloat32);
   BpdOptions bo = o.bpd_options;
   bo.null_label = o.num_classes > 0 ? o.num_classes : -1;
+  if (o.num_classes > 0 && !bo.conditional && !o.null_label_trained) {
+    // The null class was never trained: -log p(x) under it would be a number about nothing.
+    bo.conditional = true;
+    if (s.root)
+      spdlog::warn("bits/dim: the model never saw the null label (train.label_dropout=0), so -log p(x) cannot be "
+                   "evaluated; reporting -log p(x|y) with the true labels (bpd_conditional: true)");
+  }
   const bool monotone = objective.monotone();
   if (monotone) {
     bo.weighting = [&objective](const torch::Tensor& lambda) { return objective.weighting(lambda); };
@@ -209,8 +216,10 @@ void bits_per_dim(const Run& s, const Denoiser& denoiser, ObjectiveImpl& objecti
                    "loss {:.5f} nats/dim)", o.eval_data.split, bpd.augmented_elbo_bpd, bpd.augmented_elbo_stderr,
                    bpd.loss_normalised);
     else
-      spdlog::info("augmented ELBO: none, the weighting {} is not monotone (Kingma & Gao's identity needs a "
-                   "non-increasing w)", objective.options().weighting.name);
+      spdlog::info("augmented ELBO: none, the weighting of {} is not monotone (Kingma & Gao's identity needs a "
+                   "non-increasing w)", objective.options().name == "weighted"
+                                            ? "weighting " + objective.options().weighting.name
+                                            : "objective " + objective.options().name);
   }
 }
 

@@ -26,6 +26,7 @@ struct EvaluatorOptions {
   DataOptions data;        // training split: what the built-in feature net learns from
   DataOptions eval_data;   // held-out split: bits/dim and FID reference
   int64_t num_classes = 0; // > 0: class-conditional (labels cycle through the classes)
+  bool null_label_trained = false;  // train.label_dropout > 0: -log p(x) under the null label means something
   int64_t sample_count = 64;  // images in the grid (0: none)
   SamplingOptions sampler;    // seed and null label are set here
   int64_t batch_size = 64;

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "distributed/watchdog.h"
+#include "models/embedding.h"
 #include "objectives/diffusion_terms.h"
 #include "training/autocast.h"
 
@@ -39,7 +40,8 @@ void TrainStep::forward_backward(int64_t step, int64_t micro, const Batch& batch
   const auto device = params_.empty() ? c10::Device(c10::kCPU) : params_.front().device();
   auto x = encode_pixels(batch.images).to(device);
   torch::Tensor labels;
-  if (o_.class_conditional) labels = batch.labels.to(device);
+  if (o_.class_conditional)
+    labels = drop_labels(batch.labels, o_.num_classes, o_.label_dropout, p_.rng.levels).to(device);
   ProposalContext ctx{o_.rank, o_.world, shared_uniform(o_.seed, step, micro)};
   LossOutput out = p_.objective->forward(denoiser_, x, labels, {p_.rng.levels, p_.rng.noise}, ctx);
   {

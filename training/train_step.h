@@ -34,6 +34,10 @@ struct TrainStepOptions {
   bool bf16 = false;         // the network's forward under bf16 autocast (training/autocast.h)
   bool channels_last = false;  // the network's input in NHWC memory format
   bool class_conditional = false;  // the batches' labels go to the network
+  // Class-conditional: the share of examples trained on the null label (num_classes), which
+  // classifier-free guidance and the unconditional bits/dim need; drawn from the levels generator.
+  double label_dropout = 0.0;
+  int64_t num_classes = 0;
   uint64_t seed = 0;         // for the offsets that stratify noise levels across ranks
   int rank = 0, world = 1;
 };

@@ -84,6 +84,9 @@ Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std
   Network net = build_network(o.model, o.schedule, o.objective);
   s.model = net.model;
   s.objective = net.objective;
+  if (s.root && o.eval_data.split == o.data.split)
+    spdlog::warn("data.eval_split is the training split '{}': bits/dim and FID will be measured on the training "
+                 "images", o.data.split);
   if (s.root && !s.objective->monotone())
     spdlog::info("objective: the weighting is not monotone in lambda, so the loss is no ELBO of noise-augmented "
                  "data (Kingma & Gao 2023) and no augmented ELBO is reported");
@@ -178,6 +181,8 @@ void start(Trainer::State& s) {
   to.bf16 = o.bf16;
   to.channels_last = o.channels_last;
   to.class_conditional = num_classes(o.model) > 0;
+  to.label_dropout = o.label_dropout;
+  to.num_classes = num_classes(o.model);
   to.seed = o.seed;
   to.rank = s.rank;
   to.world = s.world;
@@ -199,6 +204,7 @@ void evaluate(Trainer::State& s) {
   eo.data = s.o.data;
   eo.eval_data = s.o.eval_data;
   eo.num_classes = num_classes(s.o.model);
+  eo.null_label_trained = s.o.label_dropout > 0;
   s.model->eval();
   s.ema->swap_with(*s.model);
   auto record = evaluate_model(eo, {s.rank, s.world, s.device, s.cpu_comm.get(), s.watchdog.get()}, s.model,

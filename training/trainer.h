@@ -31,7 +31,13 @@ struct TrainerOptions {
   ScheduleOptions schedule;
   ObjectiveOptions objective;
   DataOptions data;        // training split
-  DataOptions eval_data;   // held-out split for bits/dim
+  // Held-out split for bits/dim and FID; "test" unless the config names one (never the training
+  // split by default: evaluating there would report a fit, not a likelihood).
+  DataOptions eval_data = [] {
+    DataOptions d;
+    d.split = "test";
+    return d;
+  }();
   LoaderOptions loader;    // batch_size is per rank and micro-batch
 
   int64_t steps = 1000;    // optimiser steps
@@ -44,6 +50,7 @@ struct TrainerOptions {
   int64_t threads = 1;       // torch intra-op threads
   bool bf16 = false;         // the network's forward under bf16 autocast (CPU or CUDA)
   bool channels_last = false;  // 4-d weights and the network's input in NHWC memory format
+  double label_dropout = 0.0;  // class-conditional: share of examples on the null label
   int64_t max_nonfinite_steps = 10;  // K non-finite steps in a row: checkpoint and stop
   int64_t log_every = 10;
 

@@ -453,6 +453,15 @@ TEST(Config, CheckPaths) {
                   {"command-line override 'eval.fid={enabled: true, features: ",
                    "eval.fid.features: '" + missing + "' does not exist"});
 
+  // The splits: an idx folder with the training files only has no held-out split, which the
+  // run needs for bits/dim unless evaluation is off (issue 15).
+  for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"}) dir.write(f, "");
+  const RunConfig no_test = vdm::parse_config("data: {path: " + dir.path.string() + "}\n", "f.yaml");
+  expect_contains(error_of([&] { vdm::check_paths(no_test); }),
+                  {"f.yaml: data.eval_split:", "t10k-images-idx3-ubyte", "eval.bpd=false"});
+  EXPECT_NO_THROW(vdm::check_paths(vdm::parse_config("data: {path: " + dir.path.string() + "}\n", "f.yaml",
+                                                     {"eval.final=false"})));
+  for (const char* f : {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) dir.write(f, "");
   const RunConfig fine = vdm::parse_config("data: {path: " + dir.path.string() + "}\n", "f.yaml");
   EXPECT_NO_THROW(vdm::check_paths(fine));
 }

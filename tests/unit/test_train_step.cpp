@@ -20,13 +20,15 @@ struct ConvDenoiserImpl : DenoiserNetImpl {
   explicit ConvDenoiserImpl(bool poison) : poison(poison) {
     conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 1, 3).padding(1)));
   }
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor&, const torch::Tensor&) override {
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor&, const torch::Tensor& labels) override {
+    if (labels.defined()) seen_labels = labels.clone();
     auto y = conv(x);
     return poison ? y * std::numeric_limits<double>::quiet_NaN() : y;
   }
   std::string describe() const override { return "conv"; }
   bool poison;
   torch::nn::Conv2d conv{nullptr};
+  torch::Tensor seen_labels;
 };
 
 // A loss without randomness: the denoiser maps x to x (per sample: summed squares; the loss:
@@ -55,7 +57,7 @@ Batch batch_of(int64_t first, int64_t n) {
 
 // Everything a TrainStep works on, with plain SGD so that an update is -lr * gradient.
 struct Rig {
-  explicit Rig(bool poison = false, double clip = 0, int64_t accum = 1) {
+  explicit Rig(bool poison = false, double clip = 0, int64_t accum = 1, double label_dropout = -1) {
     torch::manual_seed(1);
     model = std::make_shared<ConvDenoiserImpl>(poison);
     ema = Ema(*model, EmaOptions{});
@@ -64,6 +66,11 @@ struct Rig {
     TrainStepOptions o;
     o.grad_clip = clip;
     o.grad_accum = accum;
+    if (label_dropout >= 0) {
+      o.class_conditional = true;
+      o.num_classes = 10;
+      o.label_dropout = label_dropout;
+    }
     step = std::make_unique<TrainStep>(o, TrainStepParts{model, objective, ema, *optimizer, *reducer, *comm, *comm,
                                                          watchdog, rng});
   }
@@ -134,6 +141,20 @@ TEST(TrainStep, AccumulationEqualsOneBigBatch) {
   EXPECT_NEAR(r2.grad_norm, r1.grad_norm, 1e-6 * r1.grad_norm);
   EXPECT_LT((two.weights() - one.weights()).abs().max().item<double>(), 1e-6);
   EXPECT_NEAR(r2.loss / 2, r1.loss, 1e-6 * r1.loss);  // the window divides sums by micro-batches
+}
+
+// Class-conditional training sends the null label (num_classes) for a label_dropout share of the
+// examples, so that the unconditional bits/dim and guidance have a trained null class.
+TEST(TrainStep, LabelDropoutTrainsTheNullClass) {
+  for (double p : {0.0, 0.5}) {
+    Rig rig(false, 0, 1, p);
+    rig.run({batch_of(0, 400)});
+    ASSERT_TRUE(rig.model->seen_labels.defined());
+    const double nulls = (rig.model->seen_labels == 10).to(torch::kFloat64).mean().item<double>();
+    const double others = (rig.model->seen_labels == 0).to(torch::kFloat64).mean().item<double>();
+    EXPECT_NEAR(nulls, p, 0.08) << p;
+    EXPECT_NEAR(nulls + others, 1.0, 1e-12);
+  }
 }
 
 }  // namespace
