@@ -164,6 +164,9 @@ BpdResult evaluate_bpd(ObjectiveImpl& trained_vlb, const Denoiser& denoiser, con
   }
 
   std::vector<double> sums(kFirstTerm + kTerms.size(), 0.0);
+  const double w_min = options.weighting
+                           ? options.weighting(torch::full({1}, options.weighting_range.first, f64)).item<double>()
+                           : 1.0;
   const auto start = std::chrono::steady_clock::now();
   const int64_t batches = (local + per_batch - 1) / per_batch;
   int64_t next_report = 1;
@@ -194,8 +197,7 @@ BpdResult evaluate_bpd(ObjectiveImpl& trained_vlb, const Denoiser& denoiser, con
       const auto [lo, hi] = options.weighting_range;
       auto l = out.lambda.to(torch::kCPU, torch::kFloat64);
       auto w = options.weighting(l) * ((l >= lo) & (l <= hi)).to(torch::kFloat64);
-      const double w_min = options.weighting(torch::full({1}, lo, f64)).item<double>();
-      auto prior = prior_kl(x, torch::full({1}, -lo, f64.device(x.device()))).flatten(1).sum(1).to(torch::kCPU);
+      auto prior = prior_kl(x, -lo * torch::ones({1}, f64.device(x.device()))).flatten(1).sum(1).to(torch::kCPU);
       auto per_image = ((out.diffusion.to(torch::kCPU) * w / w_min + prior) * out.bpd_per_nat).view({n, K}).mean(1);
       sums[kAugmented] += per_image.sum().item<double>();
       sums[kAugmentedSquares] += per_image.square().sum().item<double>();

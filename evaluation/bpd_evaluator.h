@@ -48,7 +48,7 @@ struct BpdResult {
   std::map<std::string, double> terms_bpd;  // diffusion, prior, reconstruction (sum to bpd)
   int64_t samples = 0;    // images over all ranks
   // draws >= 2: the Monte-Carlo part of the error alone (the test set held fixed), from the spread
-  // of each image's draws; an upper bound, as the draws are stratified. NaN with one draw.
+  // of each image's draws; usually conservative, as the draws are stratified. NaN with one draw.
   double mc_stderr = std::numeric_limits<double>::quiet_NaN();
   // With BpdOptions::weighting: 0.5 integral of w ||eps_hat - eps||^2 / w(lambda_min) in nats per
   // dim, and that plus the prior KL at lambda_min in bits/dim, with its standard error.

@@ -489,6 +489,11 @@ void visit(V& v, ProposalOptions& p) {
   v.optional("lambda_max", p.lambda_max, ProposalOptions{}.lambda_max);
   v.check(std::isnan(p.lambda_min) || std::isnan(p.lambda_max) || p.lambda_min < p.lambda_max,
           v.has("lambda_max") ? "lambda_max" : "lambda_min", "must satisfy lambda_min < lambda_max");
+  if (V::reading() && !v.has("adaptive_target") && p.lambda_min == -15.0 && p.lambda_max == 15.0) {
+    // Configs written before the range defaulted to the schedule's (and before adaptive_target
+    // existed) list the old default [-15, 15] for every proposal: a default, not a choice.
+    p.lambda_min = p.lambda_max = ProposalOptions{}.lambda_min;
+  }
   v.choose("adaptive_target", p.adaptive_target, adaptive_target_names());
   v.field("ema", p.ema);
   v.check(p.ema >= 0 && p.ema < 1, "ema", kUnitOpen);

@@ -82,7 +82,7 @@ void inspect_objective(const InspectArgs& args) {
     grid = parse_lambdas(args.lambdas);
   } else {
     // The schedule's own lambda range, from high noise to low noise.
-    const double lo = -objective->schedule().gamma_at_1(), hi = -objective->schedule().gamma_at_0();
+    const auto [lo, hi] = schedule_lambda_range(objective->schedule());
     for (int i = 0; i < args.points; ++i) grid.push_back(lo + (hi - lo) * i / (args.points - 1));
   }
   auto lambda = torch::tensor(grid, torch::kFloat64);
@@ -95,9 +95,13 @@ void inspect_objective(const InspectArgs& args) {
   const auto [range_lo, range_hi] = objective->proposal().range();
   auto w_at = [&](double l) { return objective->weighting(torch::full({1}, l, torch::kFloat64)).item<double>(); };
   const double w_min = w_at(range_lo), w_max = w_at(range_hi);
+  // One-sided at the ends of the range (w may vanish outside it, as eps-MSE's 2p does), and no
+  // density outside the range, where the loss has no mass.
   auto slope = [&](double l) {
+    if (l < range_lo || l > range_hi) return 0.0;
     const double h = 1e-5 * (1.0 + std::abs(l));
-    return (w_at(l + h) - w_at(l - h)) / (2 * h);
+    const double a = std::max(range_lo, l - h), b = std::min(range_hi, l + h);
+    return (w_at(b) - w_at(a)) / (b - a);
   };
 
   std::ostringstream csv;

@@ -65,9 +65,11 @@ std::vector<std::string> resume_breaking_differences(const RunConfig& now, const
       cmp("model." + kv.first.Scalar(), text(kv.second), text(at(b, "model", kv.first.Scalar())));
   cmp("data.format (image channels)", std::to_string(now.train.data.channels), std::to_string(then.train.data.channels));
   for (const auto& [section, key] : std::vector<std::pair<std::string, std::string>>{
-           {"data", "resolution"}, {"schedule", "name"}, {"schedule", "hidden"}, {"objective", "parameterisation"}})
+           {"data", "resolution"}, {"schedule", "name"}, {"schedule", "hidden"}, {"schedule", "shift"},
+           {"objective", "parameterisation"}})
     cmp(section + "." + key, text(at(a, section, key)), text(at(b, section, key)));
-  for (const char* key : {"name", "bins"})
+  // The adaptive histogram's bins only mean something over the same range and statistic.
+  for (const char* key : {"name", "bins", "lambda_min", "lambda_max", "adaptive_target"})
     cmp(std::string("objective.proposal.") + key, text(a["objective"]["proposal"][key]),
         text(b["objective"]["proposal"][key]));
   return out;

@@ -59,7 +59,7 @@ torch::Tensor predict_eps(const Denoiser& denoiser, const Parameterisation& para
 // noise-augmented data, on the same scale for every weighting; for w = 1 it is the VLB less the
 // reconstruction term.
 void ObjectiveImpl::add_augmented_elbo(LossOutput& out, const torch::Tensor& x) {
-  if (!monotone()) return;
+  if (!monotone() || options_.timesteps > 0) return;  // the identity is about the continuous integral
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const double lambda_min = proposal_->range().first;
   const double w_min = weighting(torch::full({1}, lambda_min, f64)).item<double>();

@@ -49,7 +49,8 @@ struct LossOutput {
   // detached float64 scalars.
   std::map<std::string, torch::Tensor> terms;
   torch::Tensor lambda;      // [B] float64, the noise levels drawn
-  torch::Tensor diffusion;   // [B] float64 (vlb): the diffusion term alone, 0.5 ||eps_hat - eps||^2 / p
+  // [B] float64 (vlb): the diffusion term alone; continuous time: 0.5 ||eps_hat - eps||^2 / p(lambda)
+  torch::Tensor diffusion;
   double bpd_per_nat = 0;    // 1 / (D ln 2); bits/dim of a term = its nats * bpd_per_nat
   // per_sample is a bound on -log p(x) in nats (the VLB), so its bits/dim mean something;
   // weighted losses and eps-MSE are on other scales.
@@ -91,7 +92,7 @@ class ObjectiveImpl : public torch::nn::Module {
   const ObjectiveOptions& options() const { return options_; }
 
  protected:
-  // For a monotone weighting, the terms loss_normalised (the loss / w(lambda_min), nats per dim)
+  // For a monotone weighting in continuous time, the terms loss_normalised (the loss / w(lambda_min), nats per dim)
   // and augmented_elbo_bpd (per_sample / w(lambda_min) + the prior KL at lambda_min, bits/dim): see
   // objective.cpp. Nothing for a weighting that is not monotone.
   void add_augmented_elbo(LossOutput& out, const torch::Tensor& x);

@@ -26,11 +26,14 @@ class ScheduleProposal : public Proposal {
       : Proposal(o.time_sampling), schedule_(std::move(schedule)), timesteps_(timesteps) {}
 
   torch::Tensor density(const torch::Tensor& lambda) override {
-    auto t = schedule_->t_of_gamma(-lambda.to(torch::kFloat64));
+    // A learned schedule evaluates on its parameters' device; callers may ask from the CPU.
+    const auto params = schedule_->parameters();
+    const auto device = params.empty() ? lambda.device() : params.front().device();
+    auto t = schedule_->t_of_gamma(-lambda.to(device, torch::kFloat64));
     auto inside = ~torch::isnan(t);
     auto safe_t = torch::where(inside, t, torch::zeros_like(t));
     auto p = 1.0 / schedule_->values(safe_t).dgamma_dt.detach();
-    return torch::where(inside, p, torch::zeros_like(p));
+    return torch::where(inside, p, torch::zeros_like(p)).to(lambda.device());
   }
   std::string name() const override { return "schedule"; }
   std::pair<double, double> range() const override { return schedule_lambda_range(*schedule_); }
@@ -66,12 +69,12 @@ class TruncatedProposal : public Proposal {
     return torch::where(inside, p, torch::zeros_like(p));
   }
   std::pair<double, double> range() const override { return {lo_, hi_}; }
+  double mass() const { return cdf(hi_) - cdf(lo_); }
 
  protected:
   virtual double cdf(double lambda) const = 0;
   virtual torch::Tensor inverse_cdf(const torch::Tensor& v) const = 0;
   virtual torch::Tensor pdf(const torch::Tensor& lambda) const = 0;
-  double mass() const { return cdf(hi_) - cdf(lo_); }
 
   LambdaSample from_uniforms(const torch::Tensor& u, const ProposalContext& ctx) override {
     auto l = inverse_cdf(cdf(lo_) + u * mass()).clamp(lo_, hi_);
@@ -128,8 +131,8 @@ class RectifiedFlowProposal : public TruncatedProposal {
 // not. The variance of the estimator f/p is E[f^2/p^2] - (E f/p)^2 under p, and the first term,
 // integral of E[f^2 | lambda] / p(lambda), is minimised subject to integral p = 1 by p
 // proportional to sqrt(E[f^2 | lambda]) (target rms). p proportional to E|f| (mean_abs) is that
-// optimum only when f is nearly deterministic given lambda; it is kept as the default so that
-// earlier runs resume unchanged.
+// optimum only when f is nearly deterministic given lambda; it stays the default, the statistic
+// earlier runs' checkpointed histograms hold.
 class AdaptiveProposal : public Proposal {
  public:
   AdaptiveProposal(const ProposalOptions& o, std::pair<double, double> range)
@@ -256,7 +259,8 @@ std::pair<double, double> proposal_range(const ProposalOptions& o, NoiseSchedule
                                 "schedule's range " + text(s_lo, s_hi) + ")");
   const double tol = 1e-9 * (1.0 + std::max(std::abs(s_lo), std::abs(s_hi)));
   if (lo < s_lo - tol || hi > s_hi + tol)
-    throw std::invalid_argument("objective.proposal.lambda_min: the range " + text(lo, hi) +
+    throw std::invalid_argument(std::string("objective.proposal.") + (lo < s_lo - tol ? "lambda_min" : "lambda_max") +
+                                ": the range " + text(lo, hi) +
                                 " reaches outside the schedule's lambda range " + text(s_lo, s_hi) +
                                 " (lambda = -gamma): the loss would weight noise levels that no sampler "
                                 "visits; leave lambda_min/lambda_max unset for the schedule's range, or "
@@ -315,12 +319,19 @@ ProposalPtr make_proposal(const ProposalOptions& options, NoiseSchedule schedule
     throw std::invalid_argument("proposal '" + options.name +
                                 "' draws lambda directly; discrete time (timesteps > 0) needs "
                                 "proposal 'schedule'");
+  // A range in the far tail of an analytic density leaves no mass to renormalise by.
+  auto checked = [&](std::shared_ptr<TruncatedProposal> p) -> ProposalPtr {
+    if (!(p->mass() > 1e-12))
+      throw std::invalid_argument("objective.proposal.lambda_min: the range holds almost none of the " + options.name +
+                                  " density's mass (" + std::to_string(p->mass()) + "); widen it or move it");
+    return p;
+  };
   if (options.name == "edm_lognormal")
-    return std::make_shared<LogNormalProposal>(options, proposal_range(options, *schedule));
+    return checked(std::make_shared<LogNormalProposal>(options, proposal_range(options, *schedule)));
   if (options.name == "adaptive")
     return std::make_shared<AdaptiveProposal>(options, proposal_range(options, *schedule));
   if (options.name == "rectified_flow")
-    return std::make_shared<RectifiedFlowProposal>(options, proposal_range(options, *schedule));
+    return checked(std::make_shared<RectifiedFlowProposal>(options, proposal_range(options, *schedule)));
   throw std::invalid_argument("unknown proposal '" + options.name +
                               "' (choose schedule, edm_lognormal, adaptive or rectified_flow)");
 }

@@ -80,9 +80,9 @@ void read_point(PointResult& p, const fs::path& dir, const PointInput& in) {
     p.final_loss = loss;
   }
   for (const auto& e : read_jsonl(RunDirectory(dir).eval_log())) {
-    if (std::isfinite(number(e, "bpd"))) p.bpd = number(e, "bpd");
     if (std::isfinite(number(e, "fid"))) p.fid = number(e, "fid");
-    if (!e.contains("bpd")) continue;  // the last bits/dim record speaks for the rest
+    if (!std::isfinite(number(e, "bpd"))) continue;  // the last bits/dim record speaks for the rest
+    p.bpd = number(e, "bpd");
     p.bpd_stderr = number(e, "bpd_stderr");
     p.augmented_elbo = number(e, "augmented_elbo_bpd");
     p.augmented_elbo_stderr = number(e, "augmented_elbo_stderr");
@@ -176,14 +176,14 @@ SweepReport collect_sweep_report(const SweepInput& sweep) {
 
 std::string report_csv(const SweepReport& r) {
   std::ostringstream out;
-  out << "index,label,objective,status,steps,final_loss,test_bpd,test_bpd_stderr,augmented_elbo_bpd,"
-         "augmented_elbo_stderr,fid,run_time_s\n";
+  out << "index,label,objective,status,steps,final_loss,test_bpd,test_bpd_stderr,weighting_monotone,"
+         "augmented_elbo_bpd,augmented_elbo_stderr,fid,run_time_s\n";
   for (const auto& p : r.points)
     out << p.index << ',' << csv_field(p.label) << ',' << csv_field(p.objective) << ',' << csv_field(p.status)
         << ',' << (p.steps_done >= 0 ? std::to_string(p.steps_done) : "") << ',' << fmt(p.final_loss, "%.6g")
         << ',' << fmt(p.bpd, "%.6g") << ',' << fmt(p.bpd_stderr, "%.3g") << ','
-        << (p.not_monotone ? "not monotone" : fmt(p.augmented_elbo, "%.6g")) << ','
-        << fmt(p.augmented_elbo_stderr, "%.3g") << ',' << fmt(p.fid, "%.6g") << ',' << fmt(p.run_time_s, "%.1f")
+        << (p.not_monotone ? "false" : std::isfinite(p.augmented_elbo) ? "true" : "") << ','
+        << fmt(p.augmented_elbo, "%.6g") << ',' << fmt(p.augmented_elbo_stderr, "%.3g") << ',' << fmt(p.fid, "%.6g") << ',' << fmt(p.run_time_s, "%.1f")
         << '\n';
   return out.str();
 }

@@ -499,6 +499,15 @@ TEST(Config, ObjectiveCombinationRulesNameTheKey) {
   const RunConfig unset = vdm::parse_config("", "q.yaml", {"objective.name=weighted", "objective.proposal.name=adaptive"});
   EXPECT_TRUE(std::isnan(unset.train.objective.proposal.lambda_min));
   EXPECT_EQ(unset.resolved_yaml.find("lambda_min"), std::string::npos);
+  // Configs written before issue 15 list the old default range [-15, 15]: read as unset.
+  const RunConfig legacy = vdm::parse_config("objective:\n  name: weighted\n  proposal: {name: adaptive, "
+                                             "lambda_min: -15.0, lambda_max: 15.0}\n", "old.yaml");
+  EXPECT_TRUE(std::isnan(legacy.train.objective.proposal.lambda_min));
+  expect_contains(file_error("objective:\n  name: weighted\n  proposal: {name: adaptive, adaptive_target: rms, "
+                             "lambda_min: -15.0, lambda_max: 15.0}\n"),
+                  {"objective.proposal.lambda_min:", "outside the schedule's lambda range"});
+  expect_contains(file_error("objective:\n  name: weighted\n  proposal: {name: adaptive, lambda_max: 20}\n"),
+                  {"objective.proposal.lambda_max:", "outside the schedule's lambda range"});
   // Flow matching is v_mse's weighting under the rectified-flow density (issue 15).
   expect_contains(error_of([] {
                     vdm::parse_config("", "q.yaml", {"objective.name=weighted", "objective.weighting.name=flow_matching"});

@@ -82,12 +82,12 @@ TEST(SweepReport, StatusesCurvesAndTables) {
   EXPECT_TRUE(r.points[3].w.empty());
 
   EXPECT_EQ(report_csv(r),
-            "index,label,objective,status,steps,final_loss,test_bpd,test_bpd_stderr,augmented_elbo_bpd,"
-            "augmented_elbo_stderr,fid,run_time_s\n"
-            "0,elbo,elbo,done,4,0.25,3.5,0.01,1.25,0.02,,2.5\n"
-            "1,sig,sigmoid(b=2),not started,,,3.75,,not monotone,,,\n"
-            "2,gone,,missing,,,,,,,,\n"
-            "3,\"a,\"\"b\"\"\",,bad config,,,,,,,,\n");
+            "index,label,objective,status,steps,final_loss,test_bpd,test_bpd_stderr,weighting_monotone,"
+            "augmented_elbo_bpd,augmented_elbo_stderr,fid,run_time_s\n"
+            "0,elbo,elbo,done,4,0.25,3.5,0.01,true,1.25,0.02,,2.5\n"
+            "1,sig,sigmoid(b=2),not started,,,3.75,,false,,,,\n"
+            "2,gone,,missing,,,,,,,,,\n"
+            "3,\"a,\"\"b\"\"\",,bad config,,,,,,,,,\n");
   const std::string md = report_markdown(r);
   EXPECT_NE(md.find("| 0 | elbo | elbo | done | 4/4 | 0.25 | 3.5000 ± 0.0100 | 1.2500 ± 0.0200 | — | 2 |"),
             std::string::npos) << md;
