@@ -25,7 +25,7 @@ check() {
 "$VDM" inspect objective "$CFG" objective.name=weighted objective.weighting.name=sigmoid \
   objective.weighting.bias=2 schedule.name=linear --lambda=-2,0,2,5 --csv "$WORK/sig.csv" \
   --plot "$WORK/sig.svg" > "$WORK/stdout.csv" 2> "$WORK/stderr.txt"
-head -1 "$WORK/stdout.csv" | grep -qx 'lambda,w,p,weight,monotone' || fail "CSV header"
+head -1 "$WORK/stdout.csv" | grep -qx 'lambda,w,p,weight,monotone,augmentation' || fail "CSV header"
 cmp -s "$WORK/stdout.csv" "$WORK/sig.csv" || fail "--csv file differs from stdout"
 [ "$(wc -l < "$WORK/sig.csv")" -eq 5 ] || fail "expected 4 rows"
 check "$WORK/sig.csv" -2 w 0.982014 1e-6
@@ -34,7 +34,10 @@ check "$WORK/sig.csv" 2 w 0.5 1e-9
 check "$WORK/sig.csv" 5 w 0.047426 1e-6
 check "$WORK/sig.csv" 0 p 0.05464480874 1e-9
 check "$WORK/sig.csv" 2 weight 9.15 1e-6
-grep -q ',true$' "$WORK/sig.csv" || fail "sigmoid must be monotone"
+grep -q ',true,' "$WORK/sig.csv" || fail "sigmoid must be monotone"
+# the noise-augmentation density -w'(lambda)/w(lambda_min), w(lambda_min) = sigmoid(7)
+check "$WORK/sig.csv" 2 augmentation 0.2502279705 1e-6
+grep -q 'w(lambda_min) = 0.99908' "$WORK/stderr.txt" || fail "w(lambda_min) line: $(cat "$WORK/stderr.txt")"
 grep -q 'ELBO' "$WORK/stderr.txt" || fail "summary line"
 grep -q '<svg' "$WORK/sig.svg" && grep -q 'p(lambda)' "$WORK/sig.svg" || fail "SVG plot"
 
@@ -43,13 +46,17 @@ grep -q '<svg' "$WORK/sig.svg" && grep -q 'p(lambda)' "$WORK/sig.svg" || fail "S
   objective.proposal=edm_lognormal --lambda=-2,0,2,5 > "$WORK/edm.csv"
 check "$WORK/edm.csv" -2 w 0.946112 1e-6
 check "$WORK/edm.csv" 5 w 0.094930 1e-6
-check "$WORK/edm.csv" 0 p 0.1008211352 1e-9
-grep -q ',false$' "$WORK/edm.csv" || fail "edm must be non-monotone"
+# EDM's log-normal truncated to the schedule's lambda range [-5, 13.3] and renormalised
+check "$WORK/edm.csv" 0 p 0.1009247111 1e-9
+grep -q ',false,$' "$WORK/edm.csv" || fail "edm must be non-monotone"
 
 # every weighting of the contract is accepted, with a default lambda grid
+# (flow matching is the flow-matching loss only under the rectified-flow proposal)
 for w in elbo sigmoid edm edm_monotonic iddpm v_mse min_snr p2 flow_matching; do
+  proposal=schedule
+  [ $w = flow_matching ] && proposal=rectified_flow
   "$VDM" inspect objective "$CFG" objective.name=weighted objective.weighting.name=$w \
-    --points 11 > "$WORK/$w.csv" 2>/dev/null || fail "weighting $w"
+    objective.proposal.name=$proposal --points 11 > "$WORK/$w.csv" 2>/dev/null || fail "weighting $w"
   [ "$(wc -l < "$WORK/$w.csv")" -eq 12 ] || fail "weighting $w: rows"
 done
 "$VDM" inspect objective "$CFG" objective.name=weighted objective.weighting.name=min_snr \
