@@ -125,7 +125,14 @@ for d in 0_elbo 1_sigmoid_bias=2 2_eps_mse; do check_run "$WORK/sweep/$d" 6; don
 "$VDM" report "$WORK/sweep" > "$WORK/report.md" 2> "$WORK/report.log" || fail "vdm report: $(cat "$WORK/report.log")"
 [ "$(grep -c ',done,6,' "$WORK/sweep/report.csv")" -eq 3 ] || fail "report.csv: $(cat "$WORK/sweep/report.csv")"
 grep -q '^| 2 | eps_mse | eps_mse | done | 6/6 |' "$WORK/report.md" || fail "report.md: $(cat "$WORK/report.md")"
-[ "$(grep -c '<svg' "$WORK/sweep/report.html")" -eq 4 ] || fail "report.html should hold 4 plots"
+# bits/dim with its standard error; the augmented ELBO for the monotone weightings only
+grep -q '^| 0 | elbo | elbo | done | 6/6 | [^|]* | [0-9.]* ± [0-9.]* | [0-9.]* ± [0-9.]* |' "$WORK/report.md" \
+  || fail "report.md elbo row: $(cat "$WORK/report.md")"
+grep -q '^| 2 | eps_mse .*| not monotone |' "$WORK/report.md" || fail "report.md eps_mse row: $(cat "$WORK/report.md")"
+[ "$(grep -c '<svg' "$WORK/sweep/report.html")" -eq 5 ] || fail "report.html should hold 5 plots"
+for plot in loss weighting bpd augmented_elbo fid; do
+  grep -q '<svg' "$WORK/sweep/report_$plot.svg" || fail "no report_$plot.svg"
+done
 echo "sweep: job array $id, 3 points completed; report written"
 
 # Missing and failed points are reported as such.
