@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
+#include <string>
 #include <cstdlib>
 #include <stdexcept>
 #include <vector>
@@ -28,11 +30,21 @@
 
 namespace vdm {
 
+namespace {
+
+std::string host_name() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
+}  // namespace
+
 void configure_rank_logging(int rank, int world) {
   auto logger = spdlog::default_logger();
-  if (world > 1) {
-    logger->set_pattern("[%H:%M:%S] [rank " + std::to_string(rank) + "/" + std::to_string(world) +
-                        "] %^%l%$ %v");
+  if (world > 1) {  // the node too: on a cluster, which machine said it matters
+    logger->set_pattern("[%H:%M:%S] [rank " + std::to_string(rank) + "/" + std::to_string(world) + " " +
+                        host_name() + "] %^%l%$ %v");
   }
   const char* all = std::getenv("VDM_LOG_ALL_RANKS");
   const bool show_all = all && std::string(all) != "0";
@@ -107,6 +119,7 @@ ProcessContext::ProcessContext(int* argc, char*** argv, ProcessContextOptions op
                     "); rebuild with -DVDM_WITH_MPI=ON to train on several ranks", 2);
 #endif
   configure_rank_logging(rank_, world_);
+  log_layout();
 
   if (const char* ntasks = std::getenv("SLURM_NTASKS")) {
     const int expected = std::atoi(ntasks);
@@ -161,12 +174,37 @@ void ProcessContext::check_one_gpu_per_rank(void* local_comm) {
   MPI_Allgather(id, kIdBytes, MPI_CHAR, all.data(), kIdBytes, MPI_CHAR, *static_cast<MPI_Comm*>(local_comm));
   std::vector<std::string> ids;
   for (int r = 0; r < local_world_; ++r) ids.emplace_back(all.data() + size_t(r) * kIdBytes);
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  const std::string problem = shared_gpu_problem(ids, host, int(torch::cuda::device_count()));
+  const std::string problem = shared_gpu_problem(ids, host_name(), int(torch::cuda::device_count()));
   if (!problem.empty()) abort_job(problem, 2);
 #else
   (void)local_comm;
+#endif
+}
+
+// Rank 0 logs where every rank runs: the node names and local ranks of the whole job, the first
+// thing to look at when a multi-node launch placed ranks other than intended.
+void ProcessContext::log_layout() {
+#ifdef VDM_WITH_MPI
+  if (world_ < 2) return;
+  constexpr int kBytes = 64;
+  char mine[kBytes] = {};
+  std::snprintf(mine, sizeof mine, "%s", host_name().c_str());
+  std::vector<char> hosts(size_t(kBytes) * size_t(world_));
+  std::vector<int> locals(static_cast<size_t>(world_));
+  MPI_Gather(mine, kBytes, MPI_CHAR, hosts.data(), kBytes, MPI_CHAR, 0, MPI_COMM_WORLD);
+  MPI_Gather(&local_rank_, 1, MPI_INT, locals.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (rank_ != 0) return;
+  std::vector<std::string> order;  // nodes in the order of their first rank
+  std::map<std::string, std::string> ranks;
+  for (int r = 0; r < world_; ++r) {
+    const std::string host(hosts.data() + size_t(r) * kBytes);
+    if (!ranks.count(host)) order.push_back(host);
+    ranks[host] += (ranks[host].empty() ? "" : ", ") + std::string("rank ") + std::to_string(r) + " (local " +
+                   std::to_string(locals[size_t(r)]) + ")";
+  }
+  std::string text;
+  for (const auto& host : order) text += (text.empty() ? "" : "; ") + host + ": " + ranks[host];
+  spdlog::info("{} ranks on {} node(s): {}", world_, order.size(), text);
 #endif
 }
 

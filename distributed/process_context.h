@@ -38,6 +38,7 @@ class ProcessContext {
 
  private:
   void select_cuda_device();
+  void log_layout();  // collective: rank 0 logs every rank's node and local rank
   void check_one_gpu_per_rank(void* local_comm);  // MPI_Comm* of the node's ranks
   int rank_ = 0, world_ = 1, local_rank_ = 0, local_world_ = 1;
   c10::Device device_{c10::kCPU};
@@ -49,7 +50,7 @@ class ProcessContext {
 CommunicatorPtr make_host_communicator();
 
 // Logging for rank r of world w: rank 0 logs INFO and up, the others WARNING and up, every line
-// tagged with the rank; VDM_LOG_ALL_RANKS=1 shows INFO from every rank.
+// tagged with the rank and the node's hostname; VDM_LOG_ALL_RANKS=1 shows INFO from every rank.
 void configure_rank_logging(int rank, int world);
 
 // Ends every rank of the job now: logs message with this rank and calls MPI_Abort (or exits
