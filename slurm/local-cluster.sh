@@ -6,6 +6,7 @@
 #   slurm/local-cluster.sh start DIR [--nodes N]  # prints the line to eval: export SLURM_CONF=...
 #   slurm/local-cluster.sh stop DIR               # daemons by their pid files; namespaces, links
 #   slurm/local-cluster.sh exec DIR [--node NAME] CMD...  # multi-node: run CMD on the login host
+#   slurm/local-cluster.sh kill-node DIR NAME     # multi-node: SIGKILL all of a node, as a power cut
 #   slurm/local-cluster.sh check                  # exit 0 if the Slurm and munge packages are there
 #
 # One node (the default): slurmctld and slurmd on this host, under its own hostname.
@@ -21,7 +22,7 @@
 # cluster can run beside another one.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR [--nodes N] | stop DIR | exec DIR [--node NAME] CMD... | check" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR [--nodes N] | stop DIR | exec DIR [--node NAME] CMD... | kill-node DIR NAME | check" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 cmd=$1
 
@@ -210,7 +211,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 ReturnToService=2
 # A node whose slurmd is gone is marked down after this many seconds, and its jobs end.
-SlurmdTimeout=20
+SlurmdTimeout=10
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/log/jobcomp.txt
 AccountingStorageType=accounting_storage/none
@@ -285,6 +286,14 @@ stop_multinode() {
 }
 
 case $cmd in
+  kill-node)
+    [ -f "$DIR/multinode.state" ] && [ $# -eq 1 ] || usage
+    ns=$(netns_of "$1")
+    grep -qx "netns $ns" "$DIR/multinode.state" || { log "no node $1 in $DIR"; exit 1; }
+    pids=$(ip netns pids "$ns")
+    [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
+    log "killed node $1: $(echo $pids | wc -w) process(es)"
+    ;;
   exec)
     [ -f "$DIR/multinode.state" ] || { log "no multi-node cluster in $DIR"; exit 1; }
     host=login
