@@ -145,7 +145,11 @@ make_hosts() {
   fi
   ip netns del "$(netns_of probe)"
   : > "$DIR/multinode.state"
-  ip link add "$BRIDGE" type bridge
+  if ! ip link add "$BRIDGE" type bridge 2>"$DIR/log/netns.err"; then
+    log "cannot create a bridge here ($(cat "$DIR/log/netns.err")): the multi-node test bed needs one to join its nodes"
+    rm -f "$DIR/multinode.state"
+    exit 77
+  fi
   echo "link $BRIDGE" >> "$DIR/multinode.state"
   ip link set "$BRIDGE" up
   local i=0 host ns veth
