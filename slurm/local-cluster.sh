@@ -79,17 +79,16 @@ start_munge() {
   log "munged did not come up"; exit 1
 }
 
+# slurm.conf and cgroup.conf for either layout. $1: SlurmctldHost; $2: ProctrackType; $3: the
+# slurmd lines (spool, pid file, log; more for several nodes); $4: the NodeName lines; $5: the
+# partition's nodes.
 write_config() {
-  local host port proctrack
-  host=$(hostname -s)
-  port=${VDM_SLURM_PORT:-6817}
-  # cgroup v1 freezer: every process of a job is found and killed; pgid misses what mpirun starts.
-  if [ -d /sys/fs/cgroup/freezer ]; then proctrack=proctrack/cgroup; else proctrack=proctrack/pgid; fi
-  mkdir -p "$DIR/state" "$DIR/spool" "$DIR/log"
+  local port=${VDM_SLURM_PORT:-6817}
+  mkdir -p "$DIR/state" "$DIR/log"
   cat > "$CONF" <<EOF
-# One-node test cluster written by slurm/local-cluster.sh.
+# Test cluster written by slurm/local-cluster.sh.
 ClusterName=vdmtest
-SlurmctldHost=$host
+SlurmctldHost=$1
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
 SlurmUser=root
@@ -99,14 +98,12 @@ CredType=cred/munge
 # A requeued job restarts after ~12 s instead of ~150 s.
 AuthInfo=cred_expire=10
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmdPidFile=$DIR/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+$3
 MailProg=/bin/true
 MpiDefault=pmix
-ProctrackType=$proctrack
+ProctrackType=$2
 TaskPlugin=task/none
 # 4 CPUs on 2 cores: a 2-rank job and an array task beside it both fit.
 SlurmdParameters=config_overrides
@@ -122,9 +119,10 @@ JobAcctGatherType=jobacct_gather/none
 KillWait=10
 InactiveLimit=0
 MinJobAge=600
-NodeName=$host CPUs=4 State=UNKNOWN
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+$4
+PartitionName=debug Nodes=$5 Default=YES MaxTime=INFINITE State=UP
 EOF
+  # slurmd reads cgroup.conf whatever the proctrack plugin; without one it fails to start.
   cat > "$DIR/cgroup.conf" <<EOF
 CgroupPlugin=cgroup/v1
 CgroupAutomount=no
@@ -132,6 +130,17 @@ ConstrainCores=no
 ConstrainRAMSpace=no
 ConstrainDevices=no
 EOF
+}
+
+write_one_node_config() {
+  local host proctrack
+  host=$(hostname -s)
+  # cgroup v1 freezer: every process of a job is found and killed; pgid misses what mpirun starts.
+  if [ -d /sys/fs/cgroup/freezer ]; then proctrack=proctrack/cgroup; else proctrack=proctrack/pgid; fi
+  mkdir -p "$DIR/spool"
+  write_config "$host" "$proctrack" "SlurmdSpoolDir=$DIR/spool
+SlurmdPidFile=$DIR/slurmd.pid
+SlurmdLogFile=$DIR/log/slurmd.log" "NodeName=$host CPUs=4 State=UNKNOWN" "$host"
 }
 
 # Multi-node: the login host (slurmctld) at .1, node i at .(i+2), one veth each into the bridge.
@@ -176,64 +185,20 @@ on_host() {
 }
 
 write_multinode_config() {
-  local port i nodes=""
-  port=${VDM_SLURM_PORT:-6817}
-  mkdir -p "$DIR/state" "$DIR/log"
+  local i nodes=""
   for i in $(seq 0 $((NODES - 1))); do
     mkdir -p "$DIR/spool-node$i" "$DIR/tmp-node$i"
-    nodes+="NodeName=node$i NodeAddr=$NET.$((i + 2)) NodeHostname=node$i CPUs=4 State=UNKNOWN
-"
+    nodes+="${nodes:+$'\n'}NodeName=node$i NodeAddr=$NET.$((i + 2)) NodeHostname=node$i CPUs=4 State=UNKNOWN"
   done
-  cat > "$CONF" <<CONFEOF
-# $NODES-node test cluster in network namespaces, written by slurm/local-cluster.sh.
-ClusterName=vdmtest
-SlurmctldHost=vdmctl($NET.1)
-SlurmctldPort=$port
-SlurmdPort=$((port + 1))
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=cred_expire=10
-StateSaveLocation=$DIR/state
-# One slurmd per node on one box: %n gives each its own spool, pid file, log and TmpFS (where the
-# PMIx plugin makes its per-node directories; one shared /tmp would collide).
-SlurmdSpoolDir=$DIR/spool-%n
+  # One slurmd per node on one box: %n gives each its own spool, pid file, log and TmpFS (where the
+  # PMIx plugin makes its per-node directories; one shared /tmp would collide). The cgroup
+  # freezer is not used: several slurmd on one box would share its hierarchy. A node whose
+  # slurmd is gone is marked down after SlurmdTimeout seconds, and its jobs end.
+  write_config "vdmctl($NET.1)" proctrack/pgid "SlurmdSpoolDir=$DIR/spool-%n
 SlurmdPidFile=$DIR/slurmd-%n.pid
 SlurmdLogFile=$DIR/log/slurmd-%n.log
 TmpFS=$DIR/tmp-%n
-SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmctldLogFile=$DIR/log/slurmctld.log
-MailProg=/bin/true
-MpiDefault=pmix
-ProctrackType=proctrack/pgid
-TaskPlugin=task/none
-SlurmdParameters=config_overrides
-SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=2,sched_interval=2
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-ReturnToService=2
-# A node whose slurmd is gone is marked down after this many seconds, and its jobs end.
-SlurmdTimeout=10
-JobCompType=jobcomp/filetxt
-JobCompLoc=$DIR/log/jobcomp.txt
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-KillWait=10
-InactiveLimit=0
-MinJobAge=600
-${nodes}PartitionName=debug Nodes=node[0-$((NODES - 1))] Default=YES MaxTime=INFINITE State=UP
-CONFEOF
-  # slurmd reads cgroup.conf whatever the proctrack plugin; without one it fails to start. The
-  # freezer is not used: several slurmd on one box would share its hierarchy.
-  cat > "$DIR/cgroup.conf" <<CONFEOF
-CgroupPlugin=cgroup/v1
-CgroupAutomount=no
-ConstrainCores=no
-ConstrainRAMSpace=no
-ConstrainDevices=no
-CONFEOF
+SlurmdTimeout=10" "$nodes" "node[0-$((NODES - 1))]"
 }
 
 start_multinode() {
@@ -282,11 +247,14 @@ stop_multinode() {
     esac
   done < "$DIR/multinode.state"
   rm -f "$DIR/multinode.state"
-  if [ -s "$DIR/munged.pid" ]; then
-    kill "$(cat "$DIR/munged.pid")" 2>/dev/null || true
-    stop_pid_file "$DIR/munged.pid"
-  fi
+  stop_munged
   log "stopped; namespaces and links removed"
+}
+
+# Only the munged this script started has a pid file here.
+stop_munged() {
+  if [ -s "$DIR/munged.pid" ]; then kill "$(cat "$DIR/munged.pid")" 2>/dev/null || true; fi
+  stop_pid_file "$DIR/munged.pid"
 }
 
 case $cmd in
@@ -316,7 +284,7 @@ case $cmd in
     [ "$(id -u)" -eq 0 ] || { log "must run as root (SlurmUser=root)"; exit 1; }
     if alive "$DIR/slurmctld.pid"; then log "already running in $DIR"; echo "export SLURM_CONF=$CONF"; exit 0; fi
     start_munge
-    write_config
+    write_one_node_config
     slurmctld -f "$CONF" -i
     slurmd -f "$CONF"
     for _ in $(seq 300); do
@@ -332,14 +300,9 @@ case $cmd in
     [ -f "$CONF" ] || { log "no cluster in $DIR"; exit 0; }
     if [ -f "$DIR/multinode.state" ]; then stop_multinode; exit 0; fi
     scontrol shutdown >/dev/null 2>&1 || true
-    for f in slurmctld.pid slurmd.pid munged.pid; do
-      [ -s "$DIR/$f" ] || continue
-      pid=$(cat "$DIR/$f")
-      if [ "$f" = munged.pid ] && kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      if kill -0 "$pid" 2>/dev/null; then log "${f%.pid} ($pid) still up: SIGKILL"; kill -9 "$pid" 2>/dev/null || true; fi
-      rm -f "$DIR/$f"
-    done
+    stop_pid_file "$DIR/slurmctld.pid"
+    stop_pid_file "$DIR/slurmd.pid"
+    stop_munged
     log "stopped"
     ;;
   *) usage ;;

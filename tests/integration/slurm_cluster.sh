@@ -7,26 +7,7 @@
 set -euo pipefail
 VDM=$1
 SRC=$2
-CLUSTER_SH=$SRC/slurm/local-cluster.sh
-if ! bash "$CLUSTER_SH" check; then
-  echo "SKIP: the Slurm packages are not installed (apt-get install --no-install-recommends slurmctld slurmd slurm-client munge)"
-  exit 77
-fi
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: the local cluster runs its daemons as root"; exit 77; }
-WORK=$(mktemp -d)
-CLUSTER=$WORK/cluster
-cleanup() {
-  bash "$CLUSTER_SH" stop "$CLUSTER" || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  echo "--- slurmctld log tail" >&2; tail -n 15 "$CLUSTER/log/slurmctld.log" >&2 || true
-  exit 1
-}
-# A port of its own, so the test cluster can run beside another one.
-export VDM_SLURM_PORT=$((20000 + RANDOM % 20000))
+source "$SRC/tests/integration/lib/slurm_test.sh"
 eval "$(bash "$CLUSTER_SH" start "$CLUSTER")"
 export PATH=$PATH:/usr/sbin
 
@@ -35,16 +16,6 @@ COMMON=(model.preset=tiny data.resolution=16 data.workers=1 train.batch_size=8 t
         train.log_every=1 eval.num_samples=4 eval.steps=4 eval.bpd_samples=32 eval.batch_size=32
         distributed.timeout_s=60 slurm.tasks_per_node=2 slurm.cpus_per_task=1 slurm.time=10)
 
-job_state() { scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1 | cut -d= -f2; }
-wait_job() {  # job id, seconds -> waits for a final state, prints it
-  local state
-  for _ in $(seq $(($2 * 5))); do
-    state=$(job_state "$1")
-    case $state in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) echo "$state"; return;; esac
-    sleep 0.2
-  done
-  echo "TIMEOUT_WAITING($state)"
-}
 check_run() {  # run dir, steps
   local f
   for f in config.yaml metrics.jsonl eval.jsonl "checkpoints/step_$(printf %08d "$2")/manifest.json"; do

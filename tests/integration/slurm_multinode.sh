@@ -1,53 +1,33 @@
 #!/usr/bin/env bash
 # vdm on a real two-node Slurm cluster on this box (slurm/local-cluster.sh --nodes 2: each node a
-# network and UTS namespace with its own hostname, address and slurmd): `vdm submit` with
-# slurm.nodes=2 slurm.tasks_per_node=2 trains 4 ranks, 2 per node, MPI between the nodes over TCP;
-# the log names both nodes with local ranks 0 and 1 on each; the losses equal those of 4 ranks on
-# one host (mpirun) with the same seed. Exit 77 (skipped) only without the Slurm packages, root or
-# network namespaces, with the reason.
+# network and UTS namespace with its own hostname, address and slurmd), and the failures clusters
+# have:
+# 1. `vdm submit` with slurm.nodes=2 slurm.tasks_per_node=2 trains 4 ranks, 2 per node, MPI
+#    between the nodes over TCP; the log names both nodes with local ranks 0 and 1 on each; the
+#    losses equal those of 4 ranks on one host (mpirun) with the same seed.
+# 2. Every process of node1 killed mid-run: the step ends within 60 s, srun names the node, no
+#    rank keeps running, and the last checkpoint is intact:
+# 3. the run, resubmitted on one node (2 ranks), resumes from it and the sample stream goes on.
+# 4. USR2 to a 2-node job: all 4 ranks checkpoint at one step, exit 75, requeue, resume, finish.
+# 5. A sweep of 2-node points is one job array, run to completion and reported.
+# They run in the order 1, 4, 5, 2, 3: 2 takes node1 away.
+# Exit 77 (skipped) only without the Slurm packages, root or network namespaces, with the reason.
 set -euo pipefail
 VDM=$1
 SRC=$2
-CLUSTER_SH=$SRC/slurm/local-cluster.sh
-if ! bash "$CLUSTER_SH" check; then
-  echo "SKIP: the Slurm packages are not installed (apt-get install --no-install-recommends slurmctld slurmd slurm-client munge)"
-  exit 77
-fi
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: the multi-node test bed needs root (network namespaces, Slurm daemons)"; exit 77; }
-WORK=$(mktemp -d)
-CLUSTER=$WORK/cluster
-cleanup() {
-  bash "$CLUSTER_SH" stop "$CLUSTER" || true
-  [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  echo "--- slurmctld log tail" >&2; tail -n 15 "$CLUSTER/log/slurmctld.log" >&2 || true
-  exit 1
-}
-export VDM_SLURM_PORT=$((20000 + RANDOM % 20000))
+source "$SRC/tests/integration/lib/slurm_test.sh"
 code=0
 bash "$CLUSTER_SH" start "$CLUSTER" --nodes 2 > "$WORK/start.out" 2> "$WORK/start.err" || code=$?
 [ $code -eq 77 ] && { echo "SKIP: $(tail -1 "$WORK/start.err")"; exit 77; }
 [ $code -eq 0 ] || fail "cluster start: $(cat "$WORK/start.err")"
 on_login() { bash "$CLUSTER_SH" exec "$CLUSTER" "$@"; }
+SLURM_CLIENT=(on_login)
 
 CONFIG=$SRC/configs/quickstart.yaml
 COMMON=(model.preset=tiny data.resolution=16 data.workers=1 train.batch_size=8 train.threads=1
         train.log_every=1 train.steps=6 checkpoint.every=3 eval.num_samples=0 eval.bpd_samples=32
         eval.batch_size=32 eval.fid.enabled=false distributed.timeout_s=60)
 
-job_state() { on_login scontrol show job "$1" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | head -1 | cut -d= -f2; }
-wait_job() {  # job id, seconds -> waits for a final state, prints it
-  local state
-  for _ in $(seq $(($2 * 2))); do
-    state=$(job_state "$1")
-    case $state in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) echo "$state"; return;; esac
-    sleep 0.5
-  done
-  echo "TIMEOUT_WAITING($state)"
-}
 losses() { grep -o '"loss":[-0-9.e]*' "$1/metrics.jsonl" | cut -d: -f2; }
 
 # 1. 4 ranks on 2 nodes, submitted from the login host.
