@@ -1,7 +1,7 @@
 // `vdm eval RUN_OR_CHECKPOINT [--bpd] [--fid] [--num-samples N] [--features PATH] [--raw]
 // [--conditional] [--bpd-estimator E] [--bpd-draws K]`:
 // evaluates a trained model as the end of `vdm train` does (EMA weights by default), on every
-// rank under mpirun/srun or alone, and appends the record to RUN/eval.jsonl.
+// rank under mpirun/srun or alone, and appends the record to RUN/eval.jsonl (and RUN/tb/).
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -17,6 +17,7 @@
 #include "training/evaluator.h"
 #include "training/metrics_log.h"
 #include "training/run_directory.h"
+#include "training/tensorboard_log.h"
 
 namespace vdm {
 namespace {
@@ -76,8 +77,8 @@ int run_eval(const EvalArgs& a) {
     record["weights"] = tm.ema ? "ema" : "raw";
     record["source"] = "vdm eval";
     // keep_through_step = max: append, never drop what training wrote.
-    MetricsLog log(RunDirectory(run_dir).eval_log(), context.is_root(),
-                   std::numeric_limits<int64_t>::max());
+    MetricsLog log(RunDirectory(run_dir).eval_log(), context.is_root(), std::numeric_limits<int64_t>::max(),
+                   std::make_shared<TensorBoardLog>(RunDirectory(run_dir).tensorboard(), context.is_root()), "eval");
     log.write(record);
     if (context.is_root()) std::printf("%s\n", record.dump().c_str());
     return 0;

@@ -12,6 +12,9 @@ PACKAGES=(
   libturbojpeg0-dev libpng-dev libzip-dev zlib1g-dev
   dataset-fashion-mnist
   python3-pil python3-numpy
+  # TensorBoard event files (RUN/tb/): protoc compiles proto/tensorboard_event.proto for vdm, and
+  # for the Python reader of tests/integration/tensorboard.sh.
+  libprotobuf-dev protobuf-compiler python3-protobuf
   # The local one-node cluster of tests/integration/slurm_cluster.sh (slurm/local-cluster.sh).
   slurmctld slurmd slurm-client munge
 )

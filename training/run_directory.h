@@ -1,6 +1,6 @@
 // The layout of a run directory, named in this one place: config.yaml, metrics.jsonl, eval.jsonl,
-// checkpoints/, samples/ and the FID files that evaluation keeps. Everything that reads or
-// writes a run (training, evaluation, vdm eval/sample/submit/report) asks this type for paths.
+// checkpoints/, samples/, tb/ (TensorBoard event files) and the FID files that evaluation keeps.
+// Everything that reads or writes a run (training, vdm eval/sample/submit/report) asks it for paths.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +20,7 @@ struct RunDirectory {
   std::string eval_log() const { return (root / "eval.jsonl").string(); }
   std::string checkpoints() const { return (root / "checkpoints").string(); }
   std::string samples() const { return (root / "samples").string(); }
+  std::string tensorboard() const { return (root / "tb").string(); }
   std::string fid_features() const { return (root / "fid_features.pt").string(); }
   std::string fid_reference() const { return (root / "fid_reference.npz").string(); }
   // checkpoints/step_XXXXXXXX and samples/step_XXXXXXXX.png share the step's name.

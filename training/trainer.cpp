@@ -18,6 +18,7 @@
 #include "training/elapsed_time.h"
 #include "training/metrics_log.h"
 #include "training/metrics_window.h"
+#include "training/tensorboard_log.h"
 #include "training/preemption.h"
 #include "training/progress_line.h"
 #include "training/run_directory.h"
@@ -156,8 +157,10 @@ void start(Trainer::State& s) {
   const auto& o = s.o;
   resume(s);
   const int64_t keep = s.counters.step > 0 ? s.counters.step : -1;
-  s.metrics = std::make_unique<MetricsLog>(s.dir.metrics(), s.root, keep);
-  s.eval_log = std::make_unique<MetricsLog>(s.dir.eval_log(), s.root, keep);
+  // One events file for both logs; a session start at keep + 1 drops older files' later points.
+  const auto tb = std::make_shared<TensorBoardLog>(s.dir.tensorboard(), s.root, keep + 1);
+  s.metrics = std::make_unique<MetricsLog>(s.dir.metrics(), s.root, keep, tb, "train");
+  s.eval_log = std::make_unique<MetricsLog>(s.dir.eval_log(), s.root, keep, tb, "eval");
   // After resume, which restores the layout the checkpoint was saved in. Only the layout
   // changes: convolutions then run NHWC (what cuDNN's bf16 kernels and mkldnn prefer), and
   // every tensor made like a weight (gradients, AdamW's moments) follows it.
