@@ -20,7 +20,8 @@
 // Buckets. Parameters that require a gradient are taken in REVERSE registration order, because
 // backward produces gradients roughly from the last layer to the first, and packed greedily
 // into buckets: the first holds up to first_bucket_mb (small, so communication starts after the
-// first few layers of backward), later ones up to bucket_mb. A bucket holds one dtype on one
+// first few layers of backward), later ones up to bucket_mb; gradients that fit in bucket_mb
+// altogether make one bucket. A bucket holds one dtype on one
 // device, since it is one flat buffer handed to one all-reduce. A parameter larger than the cap
 // gets a bucket of its own. Every parameter's .grad is a view into its bucket's buffer, so the
 // autograd engine accumulates straight into the buffer and the averaged result lands in .grad
@@ -81,11 +82,18 @@ std::string describe(const std::string& name, const torch::Tensor& t) {
 }
 
 // A tensor that shares `buffer`'s storage but is not an autograd view of it: Optimizer::
-// zero_grad() calls grad.detach_(), which torch refuses on autograd views.
-torch::Tensor alias(const torch::Tensor& buffer, int64_t offset, at::IntArrayRef sizes) {
+// zero_grad() calls grad.detach_(), which torch refuses on autograd views. It takes `like`'s
+// strides when they are dense (a channels-last weight gets a channels-last gradient, so the
+// bucket holds the gradient in the parameter's memory order), else row-major ones.
+torch::Tensor alias(const torch::Tensor& buffer, int64_t offset, const torch::Tensor& like) {
   torch::NoGradGuard no_grad;
+  const auto sizes = like.sizes();
   std::vector<int64_t> strides(sizes.size(), 1);
-  for (int64_t d = int64_t(sizes.size()) - 2; d >= 0; --d) strides[d] = strides[d + 1] * sizes[d + 1];
+  if (like.is_non_overlapping_and_dense()) {
+    strides = like.strides().vec();
+  } else {
+    for (int64_t d = int64_t(sizes.size()) - 2; d >= 0; --d) strides[d] = strides[d + 1] * sizes[d + 1];
+  }
   return torch::empty({0}, buffer.options()).set_(buffer.storage(), buffer.storage_offset() + offset, sizes, strides);
 }
 
@@ -160,12 +168,22 @@ void GradientReducer::build_buckets() {
   };
   std::map<std::string, Open> open;  // one bucket under construction per dtype/device
   std::vector<std::vector<size_t>> built;
+  auto key_of = [](const torch::Tensor& t) {
+    return std::string(c10::toString(t.scalar_type())) + "@" + t.device().str();
+  };
+  // Gradients that fit in one full-size bucket get exactly one: the small first bucket buys
+  // overlap only by paying a second collective's latency, and a model this small has little
+  // backward left to overlap with once its first MiB of gradients is ready.
+  std::map<std::string, int64_t> total_bytes;
+  for (const auto& p : params_)
+    if (p.tensor.requires_grad()) total_bytes[key_of(p.tensor)] += p.tensor.numel() * int64_t(p.tensor.element_size());
+  for (const auto& [key, bytes] : total_bytes)
+    if (bytes <= cap) open[key].closed = 1;
   for (size_t k = params_.size(); k-- > 0;) {
     const torch::Tensor& t = params_[k].tensor;
     if (!t.requires_grad()) continue;
     if (t.is_sparse()) throw std::invalid_argument("GradientReducer: sparse parameter '" + params_[k].name + "'");
-    const std::string key = std::string(c10::toString(t.scalar_type())) + "@" + t.device().str();
-    Open& o = open[key];
+    Open& o = open[key_of(t)];
     const int64_t bytes = t.numel() * int64_t(t.element_size());
     if (!o.members.empty() && o.bytes + bytes > (o.closed == 0 ? first_cap : cap)) {
       built.push_back(std::move(o.members));
@@ -197,7 +215,7 @@ void GradientReducer::build_buckets() {
     for (size_t k : members) {
       Param& p = params_[k];
       p.bucket = int64_t(buckets_.size());
-      p.view = alias(b.buffer, offset, p.tensor.sizes());
+      p.view = alias(b.buffer, offset, p.tensor);
       offset += p.tensor.numel();
     }
     b.members = std::move(members);
@@ -310,6 +328,21 @@ void GradientReducer::broadcast_parameters() {
 std::vector<int64_t> GradientReducer::bucket_sizes_bytes() const {
   std::vector<int64_t> out;
   for (const auto& b : buckets_) out.push_back(b.grad_numel * int64_t(b.buffer.element_size()));
+  return out;
+}
+
+std::vector<GradientReducer::FlatBucket> GradientReducer::flat_buckets() const {
+  std::vector<FlatBucket> out;
+  for (const auto& b : buckets_) {
+    FlatBucket f;
+    f.gradients = b.buffer.narrow(0, 0, b.grad_numel);
+    int64_t offset = 0;
+    for (size_t k : b.members) {
+      f.members.emplace_back(params_[k].tensor, offset);
+      offset += params_[k].tensor.numel();
+    }
+    out.push_back(std::move(f));
+  }
   return out;
 }
 

@@ -30,6 +30,9 @@ class EmaImpl : public torch::nn::Module {
   // Exchanges the model's weights with the average: call twice to restore.
   void swap_with(torch::nn::Module& model);
   const EmaOptions& options() const { return options_; }
+  // The averages, one per model parameter in the model's order; an optimiser that keeps them in
+  // flat buffers (training/fused_optimizer.h) re-points them with set_data.
+  const std::vector<torch::Tensor>& averages() const { return shadow_; }
 
  private:
   std::vector<torch::Tensor> shadow_;

@@ -9,6 +9,7 @@
 
 #include "distributed/communicator.h"
 #include "distributed/watchdog.h"
+#include "training/utilisation.h"
 
 namespace vdm {
 
@@ -21,6 +22,7 @@ void MetricsWindow::add(const StepResult& r) {
   data_wait_s_ += r.data_wait_s;
   grad_norm_ += r.finite ? r.grad_norm : 0.0;
   for (const auto& [name, value] : r.terms) terms_[name] += value;
+  for (const auto& [name, value] : r.phase_s) phase_s_[name] += value;
 }
 
 nlohmann::json MetricsWindow::reduce(Communicator& comm, Watchdog& watchdog, const MetricsContext& c) {
@@ -28,10 +30,13 @@ nlohmann::json MetricsWindow::reduce(Communicator& comm, Watchdog& watchdog, con
   // order, since every rank runs the same objective.
   std::vector<double> sums{double(micro_), loss_, bpd_, data_wait_s_};
   for (const auto& [name, value] : terms_) sums.push_back(value);
+  for (const auto& [name, value] : phase_s_) sums.push_back(value);
   auto t = torch::tensor(sums, torch::kFloat64);
+  auto peaks = torch::tensor({peak_host_memory_mib(), peak_device_memory_mib(c.device)}, torch::kFloat64);
   {
     auto guard = watchdog.watch("all_reduce(metrics)", c.step);
     comm.all_reduce(t, ReduceOp::Sum);
+    comm.all_reduce(peaks, ReduceOp::Max);
   }
   const double elapsed = seconds_between(start_, SteadyClock::now());
   const auto all = t.accessor<double, 1>();
@@ -48,17 +53,32 @@ nlohmann::json MetricsWindow::reduce(Communicator& comm, Watchdog& watchdog, con
   if (likelihood_) rec["bpd"] = all[2] / micro_all;
   int64_t k = 4;
   for (const auto& [name, value] : terms_) rec[name] = all[k++] / micro_all;
+  for (const auto& [name, value] : phase_s_) rec["ms_" + name] = 1e3 * all[k++] / double(c.world * steps_);
+  const double img_per_s = rec["img_per_s"].get<double>();
+  if (c.train_flops_per_image > 0) {
+    const double achieved = img_per_s * c.train_flops_per_image;
+    rec["tflops"] = achieved / 1e12;
+    if (c.peak_flops_per_rank > 0) rec["mfu"] = achieved / (c.peak_flops_per_rank * double(c.world));
+  }
+  rec["max_rss_mib"] = peaks[0].item<double>();
+  if (c.device.is_cuda()) rec["device_peak_mib"] = peaks[1].item<double>();
   *this = MetricsWindow{};
   return rec;
 }
 
 std::string MetricsWindow::progress_text(const nlohmann::json& rec, int64_t total_steps, double eta_s) {
-  char bpd[32] = "";
+  char bpd[32] = "", flops[48] = "", mem[32] = "";
   if (rec.contains("bpd")) std::snprintf(bpd, sizeof bpd, "  bpd %.4f", rec["bpd"].get<double>());
-  char line[256];
-  std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f%s  %.0f img/s  data wait %.0f%%  ETA %s",
+  if (rec.contains("mfu"))
+    std::snprintf(flops, sizeof flops, "  %.3g TFLOP/s  MFU %.0f%%", rec["tflops"].get<double>(),
+                  100 * rec["mfu"].get<double>());
+  const double mib = rec.contains("device_peak_mib") ? rec["device_peak_mib"].get<double>()
+                                                     : rec.value("max_rss_mib", 0.0);
+  if (mib > 0) std::snprintf(mem, sizeof mem, "  mem %.0f MiB", mib);
+  char line[320];
+  std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f%s  %.0f img/s%s%s  data wait %.0f%%  ETA %s",
                 static_cast<long long>(rec["step"].get<int64_t>()), static_cast<long long>(total_steps),
-                rec["loss"].get<double>(), bpd, rec["img_per_s"].get<double>(),
+                rec["loss"].get<double>(), bpd, rec["img_per_s"].get<double>(), flops, mem,
                 100 * rec["data_wait_frac"].get<double>(), clock_text(eta_s).c_str());
   return line;
 }

@@ -3,6 +3,7 @@
 // the progress line's text.
 #pragma once
 
+#include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -24,6 +25,10 @@ struct MetricsContext {
   int64_t batch_size = 0;  // per rank and micro-batch
   int world = 1;
   int64_t skipped_steps = 0, skipped_samples = 0;
+  // MFU: the FLOPs of one training image (forward and backward) and one rank's peak FLOP/s
+  // (training/utilisation.h); either 0 leaves the fields out.
+  double train_flops_per_image = 0, peak_flops_per_rank = 0;
+  c10::Device device{c10::kCPU};  // whose allocator's peak memory is reported
 };
 
 class MetricsWindow {
@@ -33,14 +38,16 @@ class MetricsWindow {
   // Collective: every rank calls it with the same context; returns the record (the same on every
   // rank) and starts a new window.
   nlohmann::json reduce(Communicator& comm, Watchdog& watchdog, const MetricsContext& context);
-  // "step 40/400  loss 0.1234  bpd 4.56  810 img/s  data wait 1%  ETA 0:01:02"
+  // Besides the means: per-phase milliseconds per step (ms_*), achieved TFLOP/s and MFU, and the
+  // peak memory of the largest rank (max_rss_mib, and device_peak_mib on CUDA).
+  // "step 40/400  loss 0.1234  bpd 4.56  810 img/s  0.25 TFLOP/s  MFU 31%  mem 612 MiB  data wait 1%  ETA 0:01:02"
   static std::string progress_text(const nlohmann::json& record, int64_t total_steps, double eta_s);
 
  private:
   int64_t steps_ = 0, micro_ = 0;
   double loss_ = 0, bpd_ = 0, data_wait_s_ = 0, grad_norm_ = 0;
   bool likelihood_ = false;
-  std::map<std::string, double> terms_;
+  std::map<std::string, double> terms_, phase_s_;
   SteadyClock::time_point start_ = SteadyClock::now();
 };
 

@@ -10,6 +10,8 @@
 #include "models/embedding.h"
 #include "objectives/diffusion_terms.h"
 #include "training/autocast.h"
+#include "training/elapsed_time.h"
+#include "training/fused_optimizer.h"
 
 namespace vdm {
 namespace {
@@ -34,7 +36,12 @@ TrainStep::TrainStep(TrainStepOptions options, TrainStepParts parts) : o_(option
   };
   for (const auto& group : p_.optimizer.param_groups())
     for (const auto& t : group.params()) params_.push_back(t);
+  auto* adamw = dynamic_cast<torch::optim::AdamW*>(&p_.optimizer);
+  if (o_.fused_optimizer && adamw && FusedOptimizer::supported(p_.reducer, *adamw))
+    fused_ = std::make_unique<FusedOptimizer>(p_.reducer, *adamw, p_.ema, *p_.model);
 }
+
+TrainStep::~TrainStep() = default;
 
 void TrainStep::forward_backward(int64_t step, int64_t micro, const Batch& batch, StepResult& r) {
   const auto device = params_.empty() ? c10::Device(c10::kCPU) : params_.front().device();
@@ -43,7 +50,10 @@ void TrainStep::forward_backward(int64_t step, int64_t micro, const Batch& batch
   if (o_.class_conditional)
     labels = drop_labels(batch.labels, o_.num_classes, o_.label_dropout, p_.rng.levels).to(device);
   ProposalContext ctx{o_.rank, o_.world, shared_uniform(o_.seed, step, micro)};
+  auto t0 = SteadyClock::now();
   LossOutput out = p_.objective->forward(denoiser_, x, labels, {p_.rng.levels, p_.rng.noise}, ctx);
+  auto t1 = SteadyClock::now();
+  r.phase_s["forward"] += seconds_between(t0, t1);
   {
     // All but the last micro-batch only accumulate; the last backward reduces the sum. The
     // reducer starts its all-reduces inside backward (a blocking one without overlap, and
@@ -53,12 +63,15 @@ void TrainStep::forward_backward(int64_t step, int64_t micro, const Batch& batch
     auto guard = p_.watchdog.watch("backward (gradient all-reduce)", step);
     (out.loss / double(o_.grad_accum)).backward();
   }
+  auto t2 = SteadyClock::now();
+  r.phase_s["backward"] += seconds_between(t1, t2);
   r.micro_batches += 1;
   r.loss += out.loss.item<double>();
   for (const auto& [name, value] : out.terms) r.terms[name] += value.item<double>();
   r.likelihood = out.likelihood;
   if (out.likelihood) r.bpd += out.per_sample.mean().item<double>() * out.bpd_per_nat;
   r.sampler = batch.state_after;
+  r.phase_s["metrics"] += seconds_between(t2, SteadyClock::now());
 }
 
 void TrainStep::reduce_gradients(int64_t step) {
@@ -77,6 +90,7 @@ void TrainStep::reduce_gradients(int64_t step) {
 
 // One device-to-host copy for all parameters, summed in parameter order on the host.
 double TrainStep::global_grad_norm() const {
+  if (fused_) return fused_->grad_norm();
   std::vector<torch::Tensor> squares;
   for (const auto& p : params_)
     if (p.grad().defined()) squares.push_back(p.grad().to(torch::kFloat64).pow(2).sum());
@@ -92,26 +106,47 @@ StepResult TrainStep::run(int64_t step, double lr, const std::function<Batch()>&
   for (auto& group : p_.optimizer.param_groups()) group.options().set_lr(lr);
   p_.reducer.zero_grad();  // not optimizer.zero_grad(): see GradientReducer::zero_grad
   StepResult r;
+  for (const char* phase : {"data", "forward", "backward", "metrics", "reduce", "clip", "optimizer", "ema"})
+    r.phase_s[phase] = 0;  // the same keys on every rank and step: the window all-reduces them
   for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
     const auto wait0 = SteadyClock::now();
     const Batch batch = next_batch();
     r.data_wait_s += seconds_between(wait0, SteadyClock::now());
     forward_backward(step, micro, batch, r);
   }
+  r.phase_s["data"] = r.data_wait_s;
+  auto t0 = SteadyClock::now();
   reduce_gradients(step);
+  auto t1 = SteadyClock::now();
+  r.phase_s["reduce"] = seconds_between(t0, t1);
   // Gradients are identical on every rank after the reduction, so every rank takes the same
   // decision here without another collective.
   r.grad_norm = global_grad_norm();
   r.finite = std::isfinite(r.grad_norm);
-  if (!r.finite) return r;
-  if (o_.grad_clip > 0 && r.grad_norm > o_.grad_clip) {
+  if (r.finite && o_.grad_clip > 0 && r.grad_norm > o_.grad_clip) {
     torch::NoGradGuard no_grad;
     const double scale = o_.grad_clip / (r.grad_norm + 1e-6);
-    for (const auto& p : params_)
-      if (p.grad().defined()) p.mutable_grad().mul_(scale);
+    if (fused_) {
+      fused_->scale_gradients(scale);
+    } else {
+      for (const auto& p : params_)
+        if (p.grad().defined()) p.mutable_grad().mul_(scale);
+    }
   }
-  p_.optimizer.step();
-  p_.ema->update(*p_.model, step + 1);
+  auto t2 = SteadyClock::now();
+  r.phase_s["clip"] = seconds_between(t1, t2);
+  if (!r.finite) return r;
+  if (fused_)
+    fused_->step();
+  else
+    p_.optimizer.step();
+  auto t3 = SteadyClock::now();
+  r.phase_s["optimizer"] = seconds_between(t2, t3);
+  if (fused_)
+    fused_->update_ema(step + 1);
+  else
+    p_.ema->update(*p_.model, step + 1);
+  r.phase_s["ema"] = seconds_between(t3, SteadyClock::now());
   return r;
 }
 

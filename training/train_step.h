@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,12 +28,16 @@ class Optimizer;
 namespace vdm {
 
 class Watchdog;
+class FusedOptimizer;
 
 struct TrainStepOptions {
   int64_t grad_accum = 1;    // micro-batches per step; all but the last only accumulate
   double grad_clip = 1.0;    // max global gradient norm; 0: off
   bool bf16 = false;         // the network's forward under bf16 autocast (training/autocast.h)
   bool channels_last = false;  // the network's input in NHWC memory format
+  // AdamW, clipping and the EMA on flat buffers (training/fused_optimizer.h) where the optimiser
+  // allows it; the same numbers as the per-parameter loops, in a few whole-buffer passes.
+  bool fused_optimizer = true;
   bool class_conditional = false;  // the batches' labels go to the network
   // Class-conditional: the share of examples trained on the null label (num_classes), which
   // classifier-free guidance and the unconditional bits/dim need; drawn from the levels generator.
@@ -52,6 +57,10 @@ struct StepResult {
   double grad_norm = 0;                 // global norm before clipping
   bool finite = true;                   // false: the update was skipped
   double data_wait_s = 0;               // time spent waiting for the loader
+  // Host seconds per phase of the step (data, forward, backward, reduce, clip, optimizer, ema,
+  // metrics): the profile behind the ms_* fields of metrics.jsonl. On CUDA the host runs ahead of
+  // the GPU, so a phase's GPU work shows where the host next waits (the reduction, .item()).
+  std::map<std::string, double> phase_s;
   SamplerState sampler;                 // the sampler's state after the last micro-batch
 };
 
@@ -71,6 +80,7 @@ struct TrainStepParts {
 class TrainStep {
  public:
   TrainStep(TrainStepOptions options, TrainStepParts parts);
+  ~TrainStep();
   // Collective. `step` is the number of steps taken before this one; next_batch yields the
   // micro-batches in order. Sets every parameter group's learning rate to lr.
   StepResult run(int64_t step, double lr, const std::function<Batch()>& next_batch);
@@ -83,6 +93,7 @@ class TrainStep {
   TrainStepParts p_;
   Denoiser denoiser_;
   std::vector<torch::Tensor> params_;
+  std::unique_ptr<FusedOptimizer> fused_;
 };
 
 // The non-finite guard's count: returns true when `limit` steps in a row were non-finite.

@@ -1,0 +1,65 @@
+// AdamW, the global gradient norm, clipping and the EMA as a handful of whole-buffer operations:
+// parameters, AdamW's moments and the EMA's averages live in flat buffers laid out like the
+// GradientReducer's gradient buckets, so each update is one elementwise pass per bucket.
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "distributed/gradient_reducer.h"
+#include "models/ema.h"
+
+namespace torch::optim {
+class AdamW;
+struct AdamWParamState;
+}
+namespace torch::nn {
+class Module;
+}
+
+namespace vdm {
+
+class FusedOptimizer {
+ public:
+  // Moves every bucketed parameter of `adamw` (one parameter group), its AdamW state and the
+  // EMA averages of `model`'s parameters into flat buffers; values are unchanged. Throws
+  // std::invalid_argument when the optimiser does not fit (several groups, amsgrad, a bucketed
+  // parameter it does not hold): use supported() first.
+  FusedOptimizer(const GradientReducer& reducer, torch::optim::AdamW& adamw, Ema ema, torch::nn::Module& model);
+  static bool supported(const GradientReducer& reducer, const torch::optim::AdamW& adamw);
+  // AdamW's state of parameter p (nullptr before its first step), on LibTorch 1.13 and 2.x.
+  static torch::optim::AdamWParamState* state_of(torch::optim::AdamW& adamw, const torch::Tensor& p);
+
+  // sqrt of the sum of squared gradients over every bucket, accumulated in float64.
+  double grad_norm();
+  void scale_gradients(double factor);
+  // torch::optim::AdamW::step() of LibTorch 1.13 and 2.x (decoupled decay, then Adam with bias
+  // correction), with the group's current options; the per-parameter step counts advance as
+  // they would there, so checkpoints hold the same state either way.
+  void step();
+  // EmaImpl::update(model, step) on the flat buffers.
+  void update_ema(int64_t step);
+
+ private:
+  struct Bucket {
+    torch::Tensor grad, param, exp_avg, exp_avg_sq, average;
+    std::vector<std::pair<torch::Tensor, int64_t>> members;  // parameter, element offset
+    std::vector<std::pair<int64_t, int64_t>> ema_runs;       // [begin, end) of model parameters
+  };
+  struct EmaSlot {
+    size_t bucket;
+    int64_t offset;
+  };
+  void link();
+  torch::optim::AdamW& adamw_;
+  Ema ema_;
+  std::vector<torch::Tensor> model_params_;
+  std::vector<Bucket> buckets_;
+  std::vector<int64_t> ema_slot_;  // per model parameter: index into ema_slots_, -1 outside the buckets
+  std::vector<EmaSlot> ema_slots_;
+};
+
+}  // namespace vdm
