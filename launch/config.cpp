@@ -566,6 +566,7 @@ void visit_checkpoint(V& v, TrainerOptions& t) {
   v.check(t.keep_last >= 1, "keep_last", at_least(1));
   v.field("keep_every", t.keep_every);
   v.check(t.keep_every >= 0, "keep_every", "must be >= 0 (0: off)");
+  v.field("async", t.checkpoint_async);
 }
 
 // eval: the evaluator's options (its sampler's and bits/dim's), and how often the trainer runs it.

@@ -3,6 +3,7 @@
 #include "training/train_state.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "data/mix64.h"
 #include "models/ema.h"
@@ -140,34 +142,150 @@ void RngStreams::load(const torch::Tensor& state) {
   }
 }
 
-std::map<std::string, std::string> write_train_state(TrainStateRefs refs, const TrainStateInfo& info,
-                                                     const torch::Tensor& rng_all, const std::string& config_text) {
-  std::map<std::string, std::string> files;
-  files["model.pt"] = save_module(refs.model);
-  files["ema.pt"] = save_module(refs.ema);
-  files["objective.pt"] = save_module(refs.objective);
-  {
-    torch::serialize::OutputArchive archive;
-    refs.optimizer.save(archive);
-    files["optimizer.pt"] = to_bytes(archive);
+namespace {
+
+// Host copies of tensors for a snapshot, made storage by storage: each storage is copied once,
+// whole, and every tensor on it becomes the same view (offset, sizes, strides) of the copy. The
+// archive pickles storages, not tensors, so the copies encode to the same bytes as the
+// originals, shared storages included. CUDA storages go device-to-host into pinned memory
+// without blocking, and finish() waits for all of them at once.
+class HostCopier {
+ public:
+  torch::Tensor operator()(const torch::Tensor& t) {
+    if (!t.defined()) return t;
+    torch::NoGradGuard no_grad;
+    const torch::Tensor base = t.detach();
+    const int64_t item = int64_t(base.element_size());
+    const int64_t nbytes = int64_t(base.storage().nbytes());
+    const void* key = base.storage().unsafeGetStorageImpl();
+    torch::Tensor copy;
+    auto it = storages_.find(key);
+    if (nbytes % item == 0 && (it == storages_.end() || it->second.scalar_type() == base.scalar_type())) {
+      if (it == storages_.end()) {
+        const torch::Tensor whole = base.as_strided({nbytes / item}, {1}, 0);
+        it = storages_.emplace(key, to_host(whole)).first;
+      }
+      copy = it->second.as_strided(base.sizes(), base.strides(), base.storage_offset());
+    } else {  // a storage read as two dtypes (never in this trainer): a plain copy, still equal
+      copy = to_host(base);
+    }
+    if (t.requires_grad()) copy.set_requires_grad(true);
+    return copy;
   }
+  // Waits for the device-to-host copies; the copies are valid after it.
+  void finish() {
+    if (cuda_) torch::cuda::synchronize();
+    cuda_ = false;
+  }
+  int64_t host_bytes() const { return bytes_; }
+
+ private:
+  torch::Tensor to_host(const torch::Tensor& t) {
+    torch::Tensor host;
+    if (t.is_cuda()) {
+      cuda_ = true;
+      host = torch::empty_strided(t.sizes(), t.strides(), t.options().device(c10::kCPU).pinned_memory(true));
+      host.copy_(t, /*non_blocking=*/true);
+    } else {
+      host = t.clone(torch::MemoryFormat::Preserve);
+    }
+    bytes_ += int64_t(host.nbytes());
+    return host;
+  }
+  std::unordered_map<const void*, torch::Tensor> storages_;
+  int64_t bytes_ = 0;
+  bool cuda_ = false;
+};
+
+// A plain module with module's structure as Module::save sees it (its defined parameters and
+// buffers, in order, and its serialisable children) holding host copies: saving it writes the
+// archive that saving module would.
+std::shared_ptr<torch::nn::Module> mirror(const torch::nn::Module& module, HostCopier& copy) {
+  auto out = std::make_shared<torch::nn::Module>();
+  for (const auto& p : module.named_parameters(/*recurse=*/false))
+    out->register_parameter(p.key(), copy(p.value()), p.value().requires_grad());
+  for (const auto& b : module.named_buffers(/*recurse=*/false)) out->register_buffer(b.key(), copy(b.value()));
+  for (const auto& c : module.named_children())
+    if (c.value()->is_serializable()) out->register_module(c.key(), mirror(*c.value(), copy));
+  return out;
+}
+
+// AdamW with the same parameter groups (the live parameters: only their addresses are saved,
+// as keys) and copied moments. The state table is sized like the live one and filled in its
+// order, so it iterates, and saves, in the same order. nullptr for another optimiser type.
+std::shared_ptr<torch::optim::Optimizer> copy_optimizer(torch::optim::Optimizer& live, HostCopier& copy) {
+  auto* adamw = dynamic_cast<torch::optim::AdamW*>(&live);
+  if (adamw == nullptr) return nullptr;
+  const std::vector<torch::optim::OptimizerParamGroup> groups = live.param_groups();  // copies the options
+  auto out = std::make_shared<torch::optim::AdamW>(
+      groups, static_cast<const torch::optim::AdamWOptions&>(live.defaults()));
+  auto& state = out->state();
+  state.rehash(live.state().bucket_count());
+  for (const auto& [key, value] : live.state()) {
+    auto s = std::make_unique<torch::optim::AdamWParamState>(
+        static_cast<const torch::optim::AdamWParamState&>(*value));
+    s->exp_avg(copy(s->exp_avg()));
+    s->exp_avg_sq(copy(s->exp_avg_sq()));
+    s->max_exp_avg_sq(copy(s->max_exp_avg_sq()));
+    state[key] = std::move(s);
+  }
+  return out;
+}
+
+std::string save_optimizer(torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  return to_bytes(archive);
+}
+
+}  // namespace
+
+TrainStateSnapshot snapshot_train_state(TrainStateRefs refs, const TrainStateInfo& info, const torch::Tensor& rng_all,
+                                        const std::string& config_text) {
+  HostCopier copy;
+  TrainStateSnapshot s;
+  s.model = mirror(refs.model, copy);
+  s.ema = mirror(refs.ema, copy);
+  s.objective = mirror(refs.objective, copy);
+  s.optimizer = copy_optimizer(refs.optimizer, copy);
+  if (!s.optimizer) s.optimizer_bytes = save_optimizer(refs.optimizer);
+  for (const auto& t : refs.objective.proposal().state()) s.proposal.push_back(copy(t));
+  s.rng_all = copy(rng_all);
+  copy.finish();
+  s.info = info;
+  s.config_text = config_text;
+  s.host_bytes = copy.host_bytes() + int64_t(s.optimizer_bytes.size());
+  return s;
+}
+
+std::map<std::string, std::string> encode_train_state(TrainStateSnapshot& s) {
+  std::map<std::string, std::string> files;
+  files["model.pt"] = save_module(*s.model);
+  s.model.reset();
+  files["ema.pt"] = save_module(*s.ema);
+  s.ema.reset();
+  files["objective.pt"] = save_module(*s.objective);
+  s.objective.reset();
+  files["optimizer.pt"] = s.optimizer ? save_optimizer(*s.optimizer) : std::move(s.optimizer_bytes);
+  s.optimizer.reset();
   {
     torch::serialize::OutputArchive archive;
-    const auto state = refs.objective.proposal().state();
-    for (size_t i = 0; i < state.size(); ++i) archive.write(std::to_string(i), state[i]);
-    archive.write("rng", rng_all);
+    for (size_t i = 0; i < s.proposal.size(); ++i) archive.write(std::to_string(i), s.proposal[i]);
+    archive.write("rng", s.rng_all);
     files["state.pt"] = to_bytes(archive);
   }
   nlohmann::json j{{"format", kFormat},
-                   {"step", info.counters.step},
-                   {"skipped_steps", info.counters.skipped_steps},
-                   {"nonfinite_in_row", info.counters.nonfinite_in_row},
-                   {"epoch", info.sampler.epoch},
-                   {"consumed", info.sampler.consumed},
-                   {"world", info.world},
-                   {"proposal_tensors", refs.objective.proposal().state().size()}};
+                   {"step", s.info.counters.step},
+                   {"skipped_steps", s.info.counters.skipped_steps},
+                   {"nonfinite_in_row", s.info.counters.nonfinite_in_row},
+                   {"epoch", s.info.sampler.epoch},
+                   {"consumed", s.info.sampler.consumed},
+                   {"world", s.info.world},
+                   {"proposal_tensors", s.proposal.size()}};
   files["state.json"] = j.dump(2) + "\n";
-  files["config.yaml"] = config_text;
+  files["config.yaml"] = s.config_text;
+  s.proposal.clear();
+  s.rng_all = torch::Tensor();
   return files;
 }
 

@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "data/distributed_sampler.h"
 #include "training/checkpoint_store.h"
@@ -72,9 +74,34 @@ struct TrainStateRefs {
 void load_module(torch::nn::Module& module, const LoadedCheckpoint& checkpoint, const std::string& name,
                  c10::Device device);
 
-// rng_all: [world, bytes], every rank's RngStreams::state() in rank order.
-std::map<std::string, std::string> write_train_state(TrainStateRefs refs, const TrainStateInfo& info,
-                                                     const torch::Tensor& rng_all, const std::string& config_text);
+// A copy of everything a checkpoint holds, in host memory that training does not touch, so that
+// it can be encoded and written on another thread while training goes on. Tensors are copied
+// storage by storage (views keep their offsets and strides, shared storages stay shared) with
+// their requires_grad flags, into modules and an optimiser of the same structure, so that the
+// encoded files are byte for byte what encoding the live state would give (but for the device
+// that a CUDA tensor's storage is labelled with: the copies are CPU tensors, and loading reads
+// every tensor onto the device it names anyway).
+struct TrainStateSnapshot {
+  std::shared_ptr<torch::nn::Module> model, ema, objective;
+  // AdamW: a copy whose state holds the copied moments and whose parameter groups name the live
+  // parameters (only their addresses are written, as the optimiser's keys). Another optimiser
+  // type is encoded on the step instead, into optimizer_bytes.
+  std::shared_ptr<torch::optim::Optimizer> optimizer;
+  std::string optimizer_bytes;
+  std::vector<torch::Tensor> proposal;  // the proposal's state
+  torch::Tensor rng_all;                // [world, bytes], every rank's RngStreams::state()
+  TrainStateInfo info;
+  std::string config_text;
+  int64_t host_bytes = 0;  // host memory the copied tensors take
+};
+
+// On the step: copies refs' state (device-to-host into pinned memory for CUDA tensors, waited
+// for before returning; a clone on the CPU). rng_all: [world, bytes], every rank's
+// RngStreams::state() in rank order.
+TrainStateSnapshot snapshot_train_state(TrainStateRefs refs, const TrainStateInfo& info, const torch::Tensor& rng_all,
+                                        const std::string& config_text);
+// Any thread: the checkpoint's named files; releases each part of the snapshot once encoded.
+std::map<std::string, std::string> encode_train_state(TrainStateSnapshot& snapshot);
 
 // Restores everything into refs. check_resume (may be empty) sees the checkpoint's config.yaml
 // first. RNG states are restored only when the world size is unchanged. Throws

@@ -112,9 +112,15 @@ Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std
 #endif
   }
   s.watchdog = std::make_unique<Watchdog>(o.timeout_s);
-  s.checkpointer = std::make_unique<Checkpointer>(
-      CheckpointerOptions{s.dir.checkpoints(), o.keep_last, o.keep_every, o.resume, o.config_text, o.check_resume},
-      *s.cpu_comm, *s.watchdog, s.rank, s.world);
+  CheckpointerOptions co;
+  co.dir = s.dir.checkpoints();
+  co.keep_last = o.keep_last;
+  co.keep_every = o.keep_every;
+  co.resume = o.resume;
+  co.config_text = o.config_text;
+  co.check_resume = o.check_resume;
+  co.async = o.checkpoint_async;
+  s.checkpointer = std::make_unique<Checkpointer>(std::move(co), *s.cpu_comm, *s.watchdog, s.rank, s.world);
   s.rng = RngStreams(o.seed, s.rank, s.device);
 
   s.train_set = open_dataset(o.data);
@@ -195,6 +201,8 @@ void start(Trainer::State& s) {
   s.model->train();
 }
 
+// With checkpoint.async the write goes on in the background; Checkpointer::finish() waits for
+// it, and every way out of run() calls it first.
 void checkpoint(Trainer::State& s) {
   s.checkpointer->write(state_refs(s), TrainStateInfo{s.counters, s.sampler_state, s.world});
 }
@@ -250,6 +258,9 @@ TrainResult Trainer::run() {
       spdlog::warn("stop requested (signal {} on some rank): checkpointing at step {}, then exit code {} (requeue)",
                    signal, s.counters.step, kExitRequeue);  // every rank says it: all stopped at one step
       if (s.checkpointer->last_step() != s.counters.step) checkpoint(s);
+      s.checkpointer->finish();
+      if (s.root)
+        spdlog::info("checkpoint of step {} committed; exiting with code {} (requeue)", s.counters.step, kExitRequeue);
       return {TrainOutcome::Preempted, s.counters.step};
     }
     if (s.counters.step >= o.steps) break;
@@ -273,13 +284,15 @@ TrainResult Trainer::run() {
         spdlog::error("{} non-finite steps in a row: stopping at step {} after a checkpoint; lower train.lr, "
                       "raise train.warmup_steps or set train.grad_clip", s.counters.nonfinite_in_row, s.counters.step);
       checkpoint(s);
+      s.checkpointer->finish();
       return {TrainOutcome::Diverged, s.counters.step};
     }
     if (due(o.checkpoint_every, s.counters.step) && !last) checkpoint(s);
     if (due(o.eval_every, s.counters.step) && !last) evaluate(s);
   }
   if (s.checkpointer->last_step() != s.counters.step) checkpoint(s);
-  if (o.eval_final) evaluate(s);
+  if (o.eval_final) evaluate(s);  // while the final checkpoint is written
+  s.checkpointer->finish();
   if (s.root)
     spdlog::info("done: {} steps in {} ({} skipped); run directory {}", s.counters.step - first_step,
                  clock_text(seconds_between(run_start, SteadyClock::now())), s.counters.skipped_steps, o.run_dir);

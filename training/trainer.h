@@ -56,6 +56,7 @@ struct TrainerOptions {
 
   int64_t checkpoint_every = 0;  // 0: only at the end and on preemption
   int64_t keep_last = 3, keep_every = 0;
+  bool checkpoint_async = true;  // the step waits only for a host copy; written in the background
   std::string resume = "auto";   // auto | none | path to a checkpoint folder
 
   int64_t eval_every = 0;  // 0: no periodic evaluation

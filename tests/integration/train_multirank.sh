@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `vdm train` under mpiexec -np 2: a straight run; the same run with one rank killed by SIGKILL
 # after a checkpoint, then resumed; and the same run with SIGUSR2 sent to rank 1 only, where
-# both ranks must agree to checkpoint at the same step and exit with the requeue code (75),
-# then resume. All three end with bitwise the same parameters.
+# both ranks must agree to checkpoint at the same step, wait for rank 0's (slow, background)
+# write and exit with the requeue code (75), then resume. All three end with bitwise the same
+# parameters.
 set -euo pipefail
 VDM=$1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -47,8 +48,10 @@ grep -q "resumed from" "$WORK/resumed.log" || fail "did not resume"
 same_params "$WORK/straight" "$WORK/killed" step_00000030
 echo "2 ranks, kill -9 + resume: bitwise identical"
 
-# SIGUSR2 to rank 1 only, no periodic checkpoints: both ranks stop at the same step.
-timeout 300 "${MPI[@]}" "$VDM" train "${COMMON[@]}" checkpoint.every=0 --run-dir "$WORK/preempt" > "$WORK/preempt.log" 2>&1 &
+# SIGUSR2 to rank 1 only, no periodic checkpoints: both ranks stop at the same step. Rank 0
+# writes the checkpoint in the background, slowly (2 s): no rank exits before it is committed.
+VDM_FAULT_CHECKPOINT=slow_write timeout 300 "${MPI[@]}" "$VDM" train "${COMMON[@]}" checkpoint.every=0 \
+  --run-dir "$WORK/preempt" > "$WORK/preempt.log" 2>&1 &
 mpi=$!
 for _ in $(seq 1200); do
   [ "$(cat "$WORK/preempt/metrics.jsonl" 2>/dev/null | wc -l)" -ge 3 ] && break
@@ -65,6 +68,11 @@ steps=$(grep -o "rank [01]/2.*checkpointing at step [0-9]*" "$WORK/preempt.log" 
 [ "$(echo "$steps" | wc -l)" -eq 1 ] || fail "ranks stopped at different steps: $steps"
 step=$(printf "step_%08d" "$steps")
 [ -e "$WORK/preempt/checkpoints/$step/manifest.json" ] || fail "no checkpoint at $step"
+written=$(grep -n "checkpoint step $steps: step stalled [0-9]* ms (snapshot), written in [0-9]* ms in the background" \
+  "$WORK/preempt.log" | cut -d: -f1)
+committed=$(grep -n "checkpoint of step $steps committed; exiting with code 75" "$WORK/preempt.log" | cut -d: -f1)
+[ -n "$written" ] && [ -n "$committed" ] && [ "$written" -lt "$committed" ] \
+  || fail "the job did not wait for the background write: $(grep -i checkpoint "$WORK/preempt.log")"
 timeout 300 "${MPI[@]}" "$VDM" train "${COMMON[@]}" checkpoint.every=0 --run-dir "$WORK/preempt" > "$WORK/preempt2.log" 2>&1 \
   || fail "resume after preemption: $(tail -5 "$WORK/preempt2.log")"
 grep -q "resumed from .*$step" "$WORK/preempt2.log" || fail "did not resume from $step"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# `vdm train` on one rank, as a user runs it: a straight run; a run killed with SIGKILL after
-# a checkpoint and resumed; a run killed in the middle of writing a checkpoint and resumed
-# from the previous one. All three must end with bitwise the same parameters. Then a
-# bit-flipped checkpoint is reported and skipped, and a config that changes the model's shape
-# is refused with the differing key named.
+# `vdm train` on one rank, as a user runs it: a straight run (checkpoints written in the
+# background, the default) and the same with checkpoint.async=false, which must write the same
+# checkpoints; a background write that fails; SIGTERM while a slow write is in flight, then
+# resumed; a run killed with SIGKILL after a checkpoint and resumed; a run killed in the middle
+# of writing a checkpoint and resumed from the previous one. All must end with bitwise the same
+# parameters. Then a bit-flipped checkpoint is reported and skipped, and a config that changes
+# the model's shape is refused with the differing key named.
 set -euo pipefail
 VDM=$1
 WORK=$(mktemp -d)
@@ -27,6 +29,63 @@ for f in config.yaml metrics.jsonl eval.jsonl samples/step_00000030.png checkpoi
 done
 [ "$(wc -l < "$WORK/straight/metrics.jsonl")" -eq 30 ] || fail "metrics.jsonl should have 30 lines"
 grep -q '"bpd":' "$WORK/straight/eval.jsonl" || fail "eval.jsonl has no bpd"
+
+# checkpoint.async (the default) and async: false write the same checkpoints; the step waits only
+# for the snapshot in one, for the whole write in the other.
+"$VDM" train "${COMMON[@]}" checkpoint.async=false eval.final=false --run-dir "$WORK/sync" > "$WORK/sync.log" 2>&1 \
+  || fail "sync run: $(tail -5 "$WORK/sync.log")"
+for step in step_00000020 step_00000030; do  # keep_last: 2
+  for f in model.pt ema.pt objective.pt state.pt state.json; do
+    cmp -s "$WORK/straight/checkpoints/$step/$f" "$WORK/sync/checkpoints/$step/$f" \
+      || fail "$step/$f differs between the asynchronous and the synchronous checkpoint"
+  done
+done
+grep -q "checkpoint step 10: step stalled [0-9]* ms (snapshot), written in [0-9]* ms in the background" \
+  "$WORK/straight.log" || fail "no background write logged: $(grep checkpoint "$WORK/straight.log")"
+grep -q "checkpoint step 10: step stalled [0-9]* ms, written in [0-9]* ms on the step" "$WORK/sync.log" \
+  || fail "no synchronous write logged: $(grep checkpoint "$WORK/sync.log")"
+echo "async and sync checkpoints: the same files"
+
+# A write that fails in the background (the step-10 checkpoint) stops the run at the next sync
+# point, the step-20 checkpoint, with the step that failed named.
+set +e
+VDM_FAULT_CHECKPOINT=fail_write "$VDM" train "${COMMON[@]}" eval.final=false --run-dir "$WORK/fail" > "$WORK/fail.log" 2>&1
+code=$?
+set -e
+[ $code -ne 0 ] && [ $code -ne 75 ] || fail "a failed checkpoint write should fail the run, got exit $code"
+grep -q "writing the checkpoint of step 10 failed: injected failure" "$WORK/fail.log" \
+  || fail "failure message: $(tail -5 "$WORK/fail.log")"
+[ "$(wc -l < "$WORK/fail/metrics.jsonl")" -eq 20 ] \
+  || fail "the failure should surface at the step-20 checkpoint, not at $(wc -l < "$WORK/fail/metrics.jsonl")"
+[ -z "$(ls "$WORK/fail/checkpoints")" ] || fail "a failed write left $(ls "$WORK/fail/checkpoints")"
+echo "background write failure: reported at the next checkpoint"
+
+# SIGTERM while checkpoints take 2 s to write: the exit (75) waits for the write in flight, so
+# the checkpoint is committed before the run says so and exits; the resume is bitwise exact.
+VDM_FAULT_CHECKPOINT=slow_write "$VDM" train "${COMMON[@]}" --run-dir "$WORK/term" > "$WORK/term.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [ "$(cat "$WORK/term/metrics.jsonl" 2>/dev/null | wc -l)" -ge 3 ] && break
+  sleep 0.05
+done
+kill -TERM $pid
+set +e
+wait $pid
+code=$?
+set -e
+[ $code -eq 75 ] || fail "SIGTERM should end the run with 75, got $code: $(tail -5 "$WORK/term.log")"
+step=$(grep -o "checkpointing at step [0-9]*" "$WORK/term.log" | sed 's/.*step //')
+[ -n "$step" ] || fail "no stop message: $(cat "$WORK/term.log")"
+written=$(grep -n "checkpoint step $step: step stalled [0-9]* ms (snapshot), written in [0-9]* ms in the background" \
+  "$WORK/term.log" | cut -d: -f1)
+committed=$(grep -n "checkpoint of step $step committed; exiting with code 75" "$WORK/term.log" | cut -d: -f1)
+[ -n "$written" ] && [ -n "$committed" ] && [ "$written" -lt "$committed" ] \
+  || fail "the run did not wait for the write of step $step before exiting: $(grep -i checkpoint "$WORK/term.log")"
+[ -e "$WORK/term/checkpoints/$(printf step_%08d "$step")/manifest.json" ] || fail "no checkpoint at step $step"
+"$VDM" train "${COMMON[@]}" --run-dir "$WORK/term" > "$WORK/term2.log" 2>&1 || fail "resume after SIGTERM: $(tail -5 "$WORK/term2.log")"
+grep -q "resumed from .*$(printf step_%08d "$step")" "$WORK/term2.log" || fail "did not resume from step $step"
+same_params "$WORK/straight" "$WORK/term" step_00000030
+echo "SIGTERM during a slow background write: waited for it, exit 75, resume bitwise identical"
 
 # SIGKILL once the step-10 checkpoint is complete, then resume.
 "$VDM" train "${COMMON[@]}" --run-dir "$WORK/killed" > "$WORK/killed.log" 2>&1 &
