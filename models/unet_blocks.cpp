@@ -42,7 +42,7 @@ ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t emb_dim, double drop
   conv1 = register_module("conv1", conv3x3(in, out));
   emb_proj = register_module("emb_proj", torch::nn::Linear(emb_dim, scale_shift ? 2 * out : out));
   norm2 = register_module("norm2", group_norm(out));
-  drop = register_module("drop", torch::nn::Dropout(dropout));
+  drop = register_module("drop", Dropout(dropout));
   conv2 = register_module("conv2", conv3x3(out, out));
   zero_parameters(*conv2);
   flops.conv(in, out, 3, h, w);

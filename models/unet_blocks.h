@@ -5,9 +5,10 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/conv.h>
-#include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
+
+#include "models/dropout.h"
 
 namespace vdm {
 
@@ -36,7 +37,7 @@ struct ResBlockImpl : torch::nn::Module {
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, skip{nullptr};
   torch::nn::Linear emb_proj{nullptr};
-  torch::nn::Dropout drop{nullptr};
+  Dropout drop{nullptr};
 };
 TORCH_MODULE(ResBlock);
 
