@@ -6,6 +6,10 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache
   libtorch-dev
+  # An optimised BLAS for LibTorch's matrix products (linear layers, attention): installing it
+  # makes it the system's libblas.so.3, which Debian's LibTorch otherwise finds as the reference
+  # BLAS, several times slower. The OpenMP build shares LibTorch's thread pool.
+  libopenblas0-openmp
   libopenmpi-dev openmpi-bin
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev

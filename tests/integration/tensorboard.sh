@@ -25,15 +25,18 @@ fi
 "$VDM" train "${COMMON[@]}" train.steps=12 --run-dir "$WORK/run" > "$WORK/second.log" 2>&1 \
   || fail "resumed run: $(tail -5 "$WORK/second.log")"
 grep -q "resumed from .*step_00000008" "$WORK/second.log" || fail "did not resume: $(head "$WORK/second.log")"
+grep -q "MFU [0-9]*%  mem [0-9]* MiB" "$WORK/first.log" || fail "no MFU and memory on the progress line: $(grep step "$WORK/first.log" | tail -2)"
 
 mkdir "$WORK/py"
 protoc -I "$SRC" --python_out="$WORK/py" "$SRC/proto/tensorboard_event.proto"
-"$PY" - "$WORK/py/proto" "$WORK/run" <<'PY'
+GFLOP=$("$VDM" inspect model "$WORK/run/config.yaml" | awk '/^forward GFLOP per image:/ {print $NF}')
+"$PY" - "$WORK/py/proto" "$WORK/run" "$GFLOP" <<'PY'
 import glob, json, os, struct, sys
 sys.path.insert(0, sys.argv[1])
 import tensorboard_event_pb2 as pb
 
 run = sys.argv[2]
+gflop = float(sys.argv[3])  # forward GFLOP per image, from `vdm inspect model`
 
 # CRC-32C, bitwise (nothing shared with vdm's table-driven C++), and TFRecord's mask.
 def crc32c(data):
@@ -103,6 +106,15 @@ for m in metrics:
         assert tag in got and m["step"] in got[tag], f"{tag} missing at step {m['step']}"
         assert abs(got[tag][m["step"]] - want) <= 1e-6 * max(1.0, abs(want)), (tag, got[tag][m["step"]], want)
 assert "train/step" not in scalars1 and "train/epoch" not in scalars1
+# Utilisation and the step's profile ride along in every line (and so in TensorBoard).
+phases = ["data", "forward", "backward", "metrics", "reduce", "clip", "optimizer", "ema"]
+for m in metrics:
+    assert m["tflops"] > 0 and 0 < m["mfu"] < 1.5, (m["tflops"], m["mfu"])
+    want = m["img_per_s"] * 3 * gflop * 1e9 / 1e12  # forward + backward = 3 forwards
+    assert abs(m["tflops"] - want) <= 1e-3 * want, (m["tflops"], want)
+    assert 50 < m["max_rss_mib"] < 8192, m["max_rss_mib"]
+    assert all(m["ms_" + p] >= 0 for p in phases), {p: m.get("ms_" + p) for p in phases}
+    assert m["ms_forward"] > 0 and m["ms_backward"] > 0 and m["ms_optimizer"] > 0, m
 assert set(scalars2["train/loss"]) == set(range(9, 13)), scalars2["train/loss"]
 
 # The evaluations: eval/bpd at steps 8 and 12, and the sample grids as the PNGs on disk.
