@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <unordered_map>
@@ -166,7 +167,7 @@ class HostCopier {
         it = storages_.emplace(key, to_host(whole)).first;
       }
       copy = it->second.as_strided(base.sizes(), base.strides(), base.storage_offset());
-    } else {  // a storage read as two dtypes (never in this trainer): a plain copy, still equal
+    } else {  // a storage read as two dtypes (never in this trainer): a plain copy, which loads the same
       copy = to_host(base);
     }
     if (t.requires_grad()) copy.set_requires_grad(true);
@@ -174,8 +175,8 @@ class HostCopier {
   }
   // Waits for the device-to-host copies; the copies are valid after it.
   void finish() {
-    if (cuda_) torch::cuda::synchronize();
-    cuda_ = false;
+    for (const int64_t device : cuda_devices_) torch::cuda::synchronize(device);
+    cuda_devices_.clear();
   }
   int64_t host_bytes() const { return bytes_; }
 
@@ -183,7 +184,7 @@ class HostCopier {
   torch::Tensor to_host(const torch::Tensor& t) {
     torch::Tensor host;
     if (t.is_cuda()) {
-      cuda_ = true;
+      cuda_devices_.insert(t.device().index());
       host = torch::empty_strided(t.sizes(), t.strides(), t.options().device(c10::kCPU).pinned_memory(true));
       host.copy_(t, /*non_blocking=*/true);
     } else {
@@ -194,7 +195,7 @@ class HostCopier {
   }
   std::unordered_map<const void*, torch::Tensor> storages_;
   int64_t bytes_ = 0;
-  bool cuda_ = false;
+  std::set<int64_t> cuda_devices_;
 };
 
 // A plain module with module's structure as Module::save sees it (its defined parameters and
