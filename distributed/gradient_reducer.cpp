@@ -403,9 +403,11 @@ void GradientReducer::mark_ready(size_t index) {
 
 // Without overlap there is nothing to overlap with, and a blocking all-reduce is the faster
 // call (Open MPI's non-blocking collectives take a slower, generic path: 1.5-2x the time for
-// MiB-sized buffers here). MPI never matches a blocking collective with a non-blocking one,
-// which is why the choice depends only on the options (identical on every rank, see the
-// start-up check), never on when a bucket happens to become ready.
+// MiB-sized buffers here). The same holds for a single bucket: it becomes ready with the last
+// gradient of backward, when there is nothing left to overlap with. MPI never matches a blocking
+// collective with a non-blocking one, which is why the choice depends only on the options and
+// the layout (identical on every rank, see the start-up check), never on when a bucket happens
+// to become ready.
 //
 // A single rank has nothing to average with: its buckets are not handed to the communicator at
 // all (the Avg division alone would rewrite every gradient), but the bookkeeping is the same.
@@ -414,7 +416,7 @@ void GradientReducer::launch_in_order() {
     Bucket& b = buckets_[next_launch_];
     if (next_launch_ + 1 == buckets_.size()) write_status(b);
     if (comm_->world() > 1) {
-      if (options_.overlap)
+      if (options_.overlap && buckets_.size() > 1)
         b.work = comm_->all_reduce_async(b.buffer, ReduceOp::Avg);
       else
         comm_->all_reduce(b.buffer, ReduceOp::Avg);

@@ -554,6 +554,9 @@ void visit_train(V& v, TrainerOptions& t, ProcessContextOptions& process) {
   v.field("label_dropout", t.label_dropout);
   v.check(t.label_dropout >= 0 && t.label_dropout < 1, "label_dropout", kUnitOpen);
   v.field("channels_last", t.channels_last);
+  v.field("fused_optimizer", t.fused_optimizer);
+  v.field("peak_tflops", t.peak_tflops);
+  v.check(t.peak_tflops >= 0, "peak_tflops", "must be >= 0 (0: measured on CPU, the device's on CUDA)");
   v.field("max_nonfinite_steps", t.max_nonfinite_steps);
   v.check(t.max_nonfinite_steps >= 1, "max_nonfinite_steps", at_least(1));
 }

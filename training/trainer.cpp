@@ -26,6 +26,7 @@
 #include "training/train_step.h"
 #include "training/train_state.h"
 #include "training/trained_model.h"
+#include "training/utilisation.h"
 #ifdef VDM_WITH_NCCL
 #include "distributed/nccl_communicator.h"
 #endif
@@ -65,6 +66,7 @@ struct Trainer::State {
   SamplerState sampler_state;
   TrainCounters counters;
   std::unique_ptr<MetricsLog> metrics, eval_log;
+  double peak_flops = 0;  // one rank's device, for MFU
 };
 
 Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std::make_unique<State>()) {
@@ -189,6 +191,7 @@ void start(Trainer::State& s) {
   to.grad_clip = o.grad_clip;
   to.bf16 = o.bf16;
   to.channels_last = o.channels_last;
+  to.fused_optimizer = o.fused_optimizer;
   to.class_conditional = num_classes(o.model) > 0;
   to.label_dropout = o.label_dropout;
   to.num_classes = num_classes(o.model);
@@ -199,6 +202,12 @@ void start(Trainer::State& s) {
       to, TrainStepParts{s.model, s.objective, s.ema, *s.optimizer, *s.reducer, *s.cpu_comm, *s.grad_comm,
                          *s.watchdog, s.rng});
   s.model->train();
+  // Every rank at once, so that ranks sharing a CPU measure the share each will get.
+  s.peak_flops = device_peak_flops(s.device, o.bf16, o.peak_tflops);
+  if (s.root && s.peak_flops > 0)
+    spdlog::info("MFU is measured against {:.3g} TFLOP/s per rank ({})", s.peak_flops / 1e12,
+                 o.peak_tflops > 0 ? "train.peak_tflops" : s.device.is_cuda() ? "the device's dense peak"
+                                                                              : "a 3x3 convolution on this rank's threads");
 }
 
 // With checkpoint.async the write goes on in the background; Checkpointer::finish() waits for
@@ -232,7 +241,8 @@ void log_metrics(Trainer::State& s, MetricsWindow& window, ProgressLine& progres
                  bool last) {
   const auto rec = window.reduce(*s.cpu_comm, *s.watchdog,
                                  {s.counters.step, s.sampler_state.epoch, lr, s.o.loader.batch_size, s.world,
-                                  s.counters.skipped_steps, s.loader->skipped()});
+                                  s.counters.skipped_steps, s.loader->skipped(), 3.0 * s.model->flops_per_image(),
+                                  s.peak_flops, s.device});
   s.metrics->write(rec);
   const double eta = seconds_per_step * double(s.o.steps - s.counters.step);
   progress.update(MetricsWindow::progress_text(rec, s.o.steps, eta), last);

@@ -50,6 +50,8 @@ struct TrainerOptions {
   int64_t threads = 1;       // torch intra-op threads
   bool bf16 = false;         // the network's forward under bf16 autocast (CPU or CUDA)
   bool channels_last = false;  // 4-d weights and the network's input in NHWC memory format
+  bool fused_optimizer = true;  // AdamW, clipping and EMA on flat buffers (training/fused_optimizer.h)
+  double peak_tflops = 0;       // per rank, for MFU; 0: the device's (CUDA) or measured (CPU)
   double label_dropout = 0.0;  // class-conditional: share of examples on the null label
   int64_t max_nonfinite_steps = 10;  // K non-finite steps in a row: checkpoint and stop
   int64_t log_every = 10;
