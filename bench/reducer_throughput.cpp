@@ -47,8 +47,8 @@ struct Bandwidth {
 
 // (a) Pure communication: a cheap backward (sum of all parameters) produces a gradient for
 // every parameter, so the reducer sees a full step's worth; with overlap off nothing happens
-// during it and finish() alone is timed: every bucket's all-reduce + average, and the small
-// per-step status all-reduce. The baseline is one MPI_Allreduce over one float buffer of the
+// during it and finish() alone is timed: every bucket's all-reduce and the step status (the
+// average is left to the optimiser, as in training). The baseline is one MPI_Allreduce over one float buffer of the
 // same total size (sum only, no division). The two alternate, so that load from other
 // processes on the machine hits both alike; medians over reps, slowest rank.
 Bandwidth bandwidth(const char* preset, int64_t channels, int64_t resolution, int reps,
@@ -56,6 +56,7 @@ Bandwidth bandwidth(const char* preset, int64_t channels, int64_t resolution, in
   auto net = build(preset, channels, resolution);
   vdm::GradientReducerOptions o;
   o.overlap = false;
+  o.average = false;  // as the trainer runs it: the 1/world is folded into the optimiser's passes
   vdm::GradientReducer reducer(vdm::GradientReducer::named(net->named_parameters()), comm, o);
   Bandwidth out;
   for (auto b : reducer.bucket_sizes_bytes()) out.bytes += double(b);
@@ -94,6 +95,7 @@ struct Stepper {
     if (mode != Mode::NoComm) {
       vdm::GradientReducerOptions o;
       o.overlap = mode == Mode::Overlap;
+      o.average = false;
       reducer = std::make_unique<vdm::GradientReducer>(vdm::GradientReducer::named(net->named_parameters()), comm, o);
     }
     vdm::ObjectiveOptions oo;

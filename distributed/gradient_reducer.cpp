@@ -242,7 +242,7 @@ void GradientReducer::check_same_parameters() {
     per_param.push_back(int64_t(fnv1a(d)));
   }
   std::ostringstream layout;
-  layout << options_.find_unused << options_.overlap << ";";
+  layout << options_.find_unused << options_.overlap << options_.average << ";";
   for (const auto& b : buckets_) layout << b.buffer.numel() << ",";
   const int64_t layout_hash = int64_t(fnv1a(layout.str()));
   auto mine = torch::tensor({count, numel, int64_t(hash), layout_hash}, torch::kInt64).to(opts.device());
@@ -417,9 +417,9 @@ void GradientReducer::launch_in_order() {
     if (next_launch_ + 1 == buckets_.size()) write_status(b);
     if (comm_->world() > 1) {
       if (options_.overlap && buckets_.size() > 1)
-        b.work = comm_->all_reduce_async(b.buffer, ReduceOp::Avg);
+        b.work = comm_->all_reduce_async(b.buffer, options_.average ? ReduceOp::Avg : ReduceOp::Sum);
       else
-        comm_->all_reduce(b.buffer, ReduceOp::Avg);
+        comm_->all_reduce(b.buffer, options_.average ? ReduceOp::Avg : ReduceOp::Sum);
     }
     ++next_launch_;
   }

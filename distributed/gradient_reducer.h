@@ -24,6 +24,10 @@ struct GradientReducerOptions {
   double first_bucket_mb = 1;  // small, so the first all-reduce starts early in backward
   bool overlap = true;         // false: hooks do nothing, finish() reduces every bucket
   bool find_unused = false;    // true: parameters without a gradient in a step count as zero
+  // false: finish() leaves the sum over ranks, skipping a pass over every gradient; whoever
+  // reads them multiplies by gradient_scale(), best inside a pass it makes anyway (the fused
+  // optimiser folds it into clipping or AdamW's moment updates).
+  bool average = true;
 };
 
 class GradientReducer {
@@ -100,6 +104,9 @@ class GradientReducer {
   };
   std::vector<FlatBucket> flat_buckets() const;
   const GradientReducerOptions& options() const { return options_; }
+  // What finish()'s gradients must be multiplied by to be the average: 1, or 1/world when
+  // options().average is false.
+  double gradient_scale() const { return options_.average ? 1.0 : 1.0 / double(comm_->world()); }
 
  private:
   struct Hook;

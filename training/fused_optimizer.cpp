@@ -148,12 +148,13 @@ double FusedOptimizer::grad_norm() {
     squares.push_back(g.dot(g).reshape({1}));
   }
   if (squares.empty()) return 0;
-  return std::sqrt(torch::cat(squares).sum().to(torch::kCPU).item<double>());
+  return grad_scale_ * std::sqrt(torch::cat(squares).sum().to(torch::kCPU).item<double>());
 }
 
 void FusedOptimizer::scale_gradients(double factor) {
   torch::NoGradGuard no_grad;
-  for (auto& b : buckets_) b.grad.mul_(factor);
+  for (auto& b : buckets_) b.grad.mul_(factor * grad_scale_);
+  grad_scale_ = 1;
 }
 
 void FusedOptimizer::step() {
@@ -169,7 +170,9 @@ void FusedOptimizer::step() {
       const auto* st = state_of(adamw_, p);
       const int64_t s = st ? st->step() : 0;
       if (step >= 0 && s != step) {
-        adamw_.step();  // uneven history (parameters added to a resumed run): torch's own loop
+        // Uneven history (parameters added to a resumed run): torch's own loop.
+        if (grad_scale_ != 1) scale_gradients(1.0);
+        adamw_.step();
         return;
       }
       step = s;
@@ -189,10 +192,14 @@ void FusedOptimizer::step() {
   const double lr = o.lr(), beta1 = std::get<0>(o.betas()), beta2 = std::get<1>(o.betas());
   const double bias_correction1 = 1 - std::pow(beta1, double(step));
   const double bias_correction2 = 1 - std::pow(beta2, double(step));
+  // A pending gradient scale s rides in the moments' coefficients: m += (1-beta1) s g and
+  // v += (1-beta2) s^2 g^2 (the same values up to rounding, without a pass to rescale g).
+  const double s = grad_scale_;
+  grad_scale_ = 1;
   for (auto& b : buckets_) {
     if (o.weight_decay() != 0) b.param.mul_(1 - lr * o.weight_decay());
-    b.exp_avg.mul_(beta1).add_(b.grad, 1 - beta1);
-    b.exp_avg_sq.mul_(beta2).addcmul_(b.grad, b.grad, 1 - beta2);
+    b.exp_avg.mul_(beta1).add_(b.grad, (1 - beta1) * s);
+    b.exp_avg_sq.mul_(beta2).addcmul_(b.grad, b.grad, (1 - beta2) * s * s);
     const auto denom = (b.exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(o.eps());
     b.param.addcdiv_(b.exp_avg, denom, -lr / bias_correction1);
   }

@@ -33,8 +33,12 @@ class FusedOptimizer {
   // AdamW's state of parameter p (nullptr before its first step), on LibTorch 1.13 and 2.x.
   static torch::optim::AdamWParamState* state_of(torch::optim::AdamW& adamw, const torch::Tensor& p);
 
+  // The bucket buffers hold the gradients times 1/scale (the reducer's sum over ranks: scale =
+  // GradientReducer::gradient_scale()) until the next scale_gradients() or step() applies it.
+  void set_gradient_scale(double scale) { grad_scale_ = scale; }
   // sqrt of the sum of squared gradients over every bucket, accumulated in float64.
   double grad_norm();
+  // Multiplies the gradients by factor (and the pending scale, in the same pass).
   void scale_gradients(double factor);
   // torch::optim::AdamW::step() of LibTorch 1.13 and 2.x (decoupled decay, then Adam with bias
   // correction), with the group's current options; the per-parameter step counts advance as
@@ -54,6 +58,7 @@ class FusedOptimizer {
     int64_t offset;
   };
   void link();
+  double grad_scale_ = 1;
   torch::optim::AdamW& adamw_;
   Ema ema_;
   std::vector<torch::Tensor> model_params_;

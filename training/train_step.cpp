@@ -117,6 +117,15 @@ StepResult TrainStep::run(int64_t step, double lr, const std::function<Batch()>&
   r.phase_s["data"] = r.data_wait_s;
   auto t0 = SteadyClock::now();
   reduce_gradients(step);
+  // The reducer may leave the sum over ranks (GradientReducerOptions::average): the fused
+  // optimiser folds the 1/world into a pass it makes anyway, the plain path pays for one.
+  if (const double scale = p_.reducer.gradient_scale(); fused_) {
+    fused_->set_gradient_scale(scale);
+  } else if (scale != 1) {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : params_)
+      if (p.grad().defined()) p.mutable_grad().mul_(scale);
+  }
   auto t1 = SteadyClock::now();
   r.phase_s["reduce"] = seconds_between(t0, t1);
   // Gradients are identical on every rank after the reduction, so every rank takes the same

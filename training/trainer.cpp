@@ -177,7 +177,9 @@ void start(Trainer::State& s) {
     for (auto& p : s.model->parameters())
       if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
   }
-  s.reducer = std::make_unique<GradientReducer>(s.named, s.grad_comm, o.reducer);
+  GradientReducerOptions reducer_options = o.reducer;
+  reducer_options.average = false;  // TrainStep applies the 1/world (fused: inside clipping or AdamW)
+  s.reducer = std::make_unique<GradientReducer>(s.named, s.grad_comm, reducer_options);
   SamplerOptions so;
   so.dataset_size = s.train_set->size();
   so.rank = s.rank;

@@ -217,6 +217,26 @@ TEST_F(Reducer, AveragedGradientEqualsGlobalBatchGradientForAnyBucketing) {
   EXPECT_EQ(counts.back(), 1);   // 64 MiB: one
 }
 
+// average=false leaves the sum over ranks: times gradient_scale() (1/world) it is the average,
+// one bucket or several, with or without overlap.
+TEST_F(Reducer, SumTimesGradientScaleIsTheAverage) {
+  const Batch global = global_batch(1);
+  for (double bucket_mb : {1.0 / 1024, 64.0})
+    for (bool overlap : {true, false}) {
+      Net net = make_net(400 + uint64_t(rank));
+      GradientReducerOptions o = opts(bucket_mb, bucket_mb / 4, overlap);
+      o.average = false;
+      GradientReducer reducer(GradientReducer::named(net->named_parameters()), comm, o);
+      EXPECT_DOUBLE_EQ(reducer.gradient_scale(), 1.0 / world);
+      const auto expected = single_process_grads(net, false, [&](Net& m) { return loss_of(m, global); });
+      loss_of(net, slice(global, rank, world)).backward();
+      reducer.finish();
+      auto scaled = grads(net);
+      for (auto& g : scaled) g = g * reducer.gradient_scale();
+      EXPECT_LT(max_diff(scaled, expected), 1e-10) << "bucket_mb " << bucket_mb << " overlap " << overlap;
+    }
+}
+
 // With overlap, every bucket is launched (non-blocking) during backward, before finish(), in
 // index order; without it, finish() reduces them in the same order with blocking calls. The
 // step status (one count, find_unused=false) rides at the end of the last bucket: a healthy

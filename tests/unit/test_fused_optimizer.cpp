@@ -63,19 +63,20 @@ struct Rig {
     for (size_t i = 0; i < mine.size(); ++i) mine[i].mutable_grad().copy_(theirs[i].grad());
   }
 
-  // Global norm, clipping by half, AdamW, EMA; returns the norm.
-  double update(int64_t k) {
+  // Global norm, clipping by half (when clip), AdamW, EMA; returns the norm.
+  double update(int64_t k, bool clip = true) {
     torch::NoGradGuard no_grad;
     double norm = 0;
     if (fused) {
       norm = fused->grad_norm();
-      fused->scale_gradients(0.5);
+      if (clip) fused->scale_gradients(0.5);
       fused->step();
       fused->update_ema(k + 1);
     } else {
       for (const auto& p : net->parameters()) norm += p.grad().to(torch::kFloat64).pow(2).sum().item<double>();
       norm = std::sqrt(norm);
-      for (const auto& p : net->parameters()) p.mutable_grad().mul_(0.5);
+      if (clip)
+        for (const auto& p : net->parameters()) p.mutable_grad().mul_(0.5);
       adamw->step();
       ema->update(*net, k + 1);
     }
@@ -91,11 +92,18 @@ struct Rig {
 
 // One step of each rig from the plain one's gradients; returns the relative difference of the
 // global norms they computed.
-double step_both(Rig& plain, Rig& fused, int64_t k) {
+// With pending_scale, the fused rig holds the gradients divided by it (as the reducer's sum
+// over ranks is the average divided by 1/world) and is told to apply it.
+double step_both(Rig& plain, Rig& fused, int64_t k, double pending_scale = 1, bool clip = true) {
   plain.backward(k);
   fused.backward(k);
   fused.copy_gradients(plain);
-  const double a = plain.update(k), b = fused.update(k);
+  if (pending_scale != 1) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : fused.net->parameters()) p.mutable_grad().div_(pending_scale);
+    fused.fused->set_gradient_scale(pending_scale);
+  }
+  const double a = plain.update(k, clip), b = fused.update(k, clip);
   return std::abs(a - b) / a;
 }
 
@@ -127,6 +135,16 @@ TEST(FusedOptimizer, EqualsAdamWClippingAndEmaBitForBit) {
     expect_same_state(plain, fused);
     EXPECT_FALSE(torch::equal(plain.net->conv->weight, Rig(false).net->conv->weight));  // it did train
   }
+}
+
+// The reducer's sum over two ranks and a scale of 1/2: folded into clipping, or into AdamW's
+// moment updates when there is no clipping, it gives the same bits as averaged gradients
+// (scaling by powers of two is exact).
+TEST(FusedOptimizer, FoldsAPendingGradientScale) {
+  Rig plain(false), fused(true);
+  for (int64_t k = 0; k < 6; ++k)
+    EXPECT_NEAR(step_both(plain, fused, k, 0.5, /*clip=*/k % 2 == 0), 0, 1e-15) << "step " << k;
+  expect_same_state(plain, fused);
 }
 
 TEST(FusedOptimizer, RelinksTensorsThatALoadReplaced) {
