@@ -53,7 +53,7 @@ for c in range(2):
     for i in range(64):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(os.path.join(d, f"{i}.png"))
 PYEOF
-    "$VDM" pack "$WORK/images" --resolution 32 --out "$WORK/packed" > /dev/null
+    "$VDM" pack "$WORK/images" --resolution 32 --out "$WORK/packed" > /dev/null 2>&1
     DATA_ARGS=(data.path="$WORK/packed" data.eval_split=train)
     ;;
   *) echo "run_peer.sh: PRESET must be quickstart or cifar10_vdm" >&2; exit 2 ;;
