@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# RUN/tb/ after a real `vdm train` and a resume, read back in Python by a reader independent of
-# vdm's: its own CRC-32C and TFRecord framing, and the Event classes protoc generates from
-# proto/tensorboard_event.proto for Python. Skipped (77) without protoc or python3-protobuf, or
-# when vdm was built without TensorBoard support.
+# RUN/tb/ after a real `vdm train` of the quickstart and a resume, read back in Python by a reader
+# independent of vdm's: its own CRC-32C and TFRecord framing, and the Event classes protoc
+# generates from proto/tensorboard_event.proto for Python. Also the utilisation fields (MFU,
+# memory, the step's profile) of every metrics line. Skipped (77) without protoc,
+# python3-protobuf or Fashion-MNIST, or when vdm was built without TensorBoard support.
 set -euo pipefail
 VDM=$1
 SRC=$2
@@ -13,9 +14,12 @@ PY=/usr/bin/python3  # Debian's, which has python3-protobuf
 command -v protoc > /dev/null || { echo "SKIP: no protoc (Debian: protobuf-compiler)"; exit 77; }
 "$PY" -c 'import google.protobuf' 2> /dev/null || { echo "SKIP: no python3-protobuf for $PY"; exit 77; }
 
-COMMON=(model.preset=tiny data.resolution=16 data.workers=1 train.batch_size=16 train.threads=1
+# The quickstart (configs/quickstart.yaml, Fashion-MNIST), cut to a few steps and a small evaluation.
+[ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] ||
+  { echo "SKIP: no Fashion-MNIST (Debian: dataset-fashion-mnist)"; exit 77; }
+COMMON=("$SRC/configs/quickstart.yaml" data.workers=1 train.batch_size=16 train.threads=1
         train.log_every=1 checkpoint.every=4 eval.num_samples=4 eval.steps=4 eval.bpd_samples=32
-        eval.batch_size=32 eval.fid=false)
+        eval.bpd_draws=1 eval.batch_size=32 eval.fid.enabled=false)
 "$VDM" train "${COMMON[@]}" train.steps=8 --run-dir "$WORK/run" > "$WORK/first.log" 2>&1 \
   || fail "first run: $(tail -5 "$WORK/first.log")"
 if grep -q "tensorboard: not built in" "$WORK/first.log"; then
