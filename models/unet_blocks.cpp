@@ -59,7 +59,7 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor&
   auto e = emb_proj(torch::silu(emb)).unsqueeze(-1).unsqueeze(-1);
   if (scale_shift) {
     auto parts = e.chunk(2, 1);
-    h = normalize(norm2, h) * (1 + parts[0]) + parts[1];
+    h = torch::addcmul(parts[1], normalize(norm2, h), 1 + parts[0]);  // one pass: shift + h (1 + scale)
   } else {
     h = normalize(norm2, h + e);
   }
