@@ -298,7 +298,7 @@ void GradientReducer::check_same_parameters() {
     }
   } else {
     msg << "GradientReducer: the ranks hold the same parameters but build different buckets: "
-           "distributed.bucket_mb, first_bucket_mb, find_unused and overlap must be the same on every rank "
+           "distributed.bucket_mb, first_bucket_mb, find_unused, overlap and average must be the same on every rank "
            "(they differ from rank 0's on rank";
     for (int r = 1; r < world; ++r)
       if (t[r][3] != t[0][3]) msg << " " << r;
@@ -336,11 +336,7 @@ std::vector<GradientReducer::FlatBucket> GradientReducer::flat_buckets() const {
   for (const auto& b : buckets_) {
     FlatBucket f;
     f.gradients = b.buffer.narrow(0, 0, b.grad_numel);
-    int64_t offset = 0;
-    for (size_t k : b.members) {
-      f.members.emplace_back(params_[k].tensor, offset);
-      offset += params_[k].tensor.numel();
-    }
+    for (size_t k : b.members) f.members.emplace_back(params_[k].tensor, params_[k].view);
     out.push_back(std::move(f));
   }
   return out;

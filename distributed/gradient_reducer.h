@@ -95,12 +95,13 @@ class GradientReducer {
   std::vector<std::vector<std::string>> bucket_parameter_names() const;
   // The buckets as flat gradient buffers, for code that works on all gradients at once (the
   // fused optimiser, clipping): per bucket, its gradients (the buffer without the status tail)
-  // and each member parameter with the element offset of its gradient. A member's gradient has
-  // the parameter's own strides when those are dense (channels-last weights included), so the
-  // buffer's elements follow the parameters' memory element for element. The buffers never move.
+  // and each member parameter with its gradient, a view into that buffer. A member's gradient
+  // has the parameter's own strides when those are dense (channels-last weights included), so
+  // the buffer's elements follow the parameters' memory element for element. The buffers never
+  // move.
   struct FlatBucket {
     torch::Tensor gradients;
-    std::vector<std::pair<torch::Tensor, int64_t>> members;
+    std::vector<std::pair<torch::Tensor, torch::Tensor>> members;  // parameter, its gradient view
   };
   std::vector<FlatBucket> flat_buckets() const;
   const GradientReducerOptions& options() const { return options_; }

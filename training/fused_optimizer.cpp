@@ -21,7 +21,9 @@
 // every update first checks, by pointer, that each tensor still lives in its slot and copies it
 // back in when it does not (link()). The updates are then the per-parameter LibTorch code with
 // the loop over parameters taken out: the same elementwise operations with the same scalars, so
-// the results equal torch::optim::AdamW and EmaImpl::update bit for bit.
+// from the same gradients the results equal torch::optim::AdamW and EmaImpl::update bit for bit.
+// (The global norm sums per bucket rather than per parameter, which may move its last bit; a
+// pending 1/world folded into the moments is exact for power-of-two worlds only.)
 
 namespace vdm {
 namespace {
@@ -40,16 +42,12 @@ typename Map::key_type state_key(const Map&, const torch::Tensor& p) {
   }
 }
 
-// The slot of `like` in `flat` at `offset`, with like's (dense) strides.
-torch::Tensor slot(const torch::Tensor& flat, int64_t offset, const torch::Tensor& like) {
-  std::vector<int64_t> strides = like.strides().vec();
-  if (!like.is_non_overlapping_and_dense()) {
-    for (int64_t d = like.dim() - 1, s = 1; d >= 0; --d) {
-      strides[size_t(d)] = s;
-      s *= like.size(d);
-    }
-  }
-  return torch::empty({0}, flat.options()).set_(flat.storage(), flat.storage_offset() + offset, like.sizes(), strides);
+// The slot in `flat` at the offset and with the strides of `gradient`, a view into the bucket
+// buffer that `flat` mirrors (the reducer gives it its parameter's dense strides).
+torch::Tensor slot(const torch::Tensor& flat, const torch::Tensor& gradient, const torch::Tensor& bucket) {
+  const int64_t offset = gradient.storage_offset() - bucket.storage_offset();
+  return torch::empty({0}, flat.options())
+      .set_(flat.storage(), flat.storage_offset() + offset, gradient.sizes(), gradient.strides());
 }
 
 bool in_slot(const torch::Tensor& t, const torch::Tensor& s) {
@@ -80,8 +78,8 @@ bool FusedOptimizer::supported(const GradientReducer& reducer, const torch::opti
   std::unordered_map<const void*, bool> held;
   for (const auto& p : adamw.param_groups()[0].params()) held[p.unsafeGetTensorImpl()] = true;
   for (const auto& b : reducer.flat_buckets())
-    for (const auto& [p, offset] : b.members)
-      if (!held.count(p.unsafeGetTensorImpl())) return false;
+    for (const auto& member : b.members)
+      if (!held.count(member.first.unsafeGetTensorImpl())) return false;
   return true;
 }
 
@@ -94,26 +92,26 @@ FusedOptimizer::FusedOptimizer(const GradientReducer& reducer, torch::optim::Ada
   torch::NoGradGuard no_grad;
   std::unordered_map<const void*, size_t> model_index;
   for (size_t j = 0; j < model_params_.size(); ++j) model_index[model_params_[j].unsafeGetTensorImpl()] = j;
-  ema_slot_.assign(model_params_.size(), -1);
+  average_slots_.resize(model_params_.size());
   for (const auto& fb : reducer.flat_buckets()) {
     Bucket b;
     b.grad = fb.gradients;
-    b.members = fb.members;
     b.param = torch::empty_like(b.grad);
     b.exp_avg = torch::zeros_like(b.grad);
     b.exp_avg_sq = torch::zeros_like(b.grad);
     b.average = torch::zeros_like(b.grad);
-    for (const auto& [p, offset] : b.members) {
+    for (const auto& [p, gradient] : fb.members) {
+      b.members.push_back({p, slot(b.param, gradient, b.grad), slot(b.exp_avg, gradient, b.grad),
+                           slot(b.exp_avg_sq, gradient, b.grad)});
       const auto it = model_index.find(p.unsafeGetTensorImpl());
       if (it == model_index.end()) continue;
-      ema_slot_[it->second] = int64_t(ema_slots_.size());
-      ema_slots_.push_back({buckets_.size(), offset});
+      average_slots_[it->second] = slot(b.average, gradient, b.grad);
       // Model parameters next to each other in the bucket make one run of the EMA update.
-      const int64_t end = offset + p.numel();
-      if (!b.ema_runs.empty() && b.ema_runs.back().second == offset)
+      const int64_t begin = gradient.storage_offset() - b.grad.storage_offset(), end = begin + p.numel();
+      if (!b.ema_runs.empty() && b.ema_runs.back().second == begin)
         b.ema_runs.back().second = end;
       else
-        b.ema_runs.emplace_back(offset, end);
+        b.ema_runs.emplace_back(begin, end);
     }
     buckets_.push_back(std::move(b));
   }
@@ -125,28 +123,28 @@ FusedOptimizer::FusedOptimizer(const GradientReducer& reducer, torch::optim::Ada
 void FusedOptimizer::link() {
   torch::NoGradGuard no_grad;
   for (auto& b : buckets_)
-    for (const auto& [p, offset] : b.members) {
-      adopt(p, slot(b.param, offset, p));
-      auto* s = state_of(adamw_, p);
+    for (auto& m : b.members) {
+      adopt(m.param, m.param_slot);
+      auto* s = state_of(adamw_, m.param);
       if (!s) continue;  // created by step()
-      auto m = slot(b.exp_avg, offset, p), v = slot(b.exp_avg_sq, offset, p);
-      if (!in_slot(s->exp_avg(), m)) s->exp_avg(m.copy_(s->exp_avg()));
-      if (!in_slot(s->exp_avg_sq(), v)) s->exp_avg_sq(v.copy_(s->exp_avg_sq()));
+      if (!in_slot(s->exp_avg(), m.exp_avg_slot)) s->exp_avg(m.exp_avg_slot.copy_(s->exp_avg()));
+      if (!in_slot(s->exp_avg_sq(), m.exp_avg_sq_slot)) s->exp_avg_sq(m.exp_avg_sq_slot.copy_(s->exp_avg_sq()));
     }
   const auto& averages = ema_->averages();
-  for (size_t j = 0; j < model_params_.size(); ++j) {
-    if (ema_slot_[j] < 0) continue;
-    const EmaSlot& e = ema_slots_[size_t(ema_slot_[j])];
-    adopt(averages[j], slot(buckets_[e.bucket].average, e.offset, model_params_[j]));
-  }
+  for (size_t j = 0; j < model_params_.size(); ++j)
+    if (average_slots_[j].defined()) adopt(averages[j], average_slots_[j]);
 }
 
 double FusedOptimizer::grad_norm() {
+  // Squares summed in float64, a chunk at a time: a float64 copy of a whole bucket would cost
+  // twice the gradients' memory for a moment.
+  constexpr int64_t kChunk = 1 << 20;
   std::vector<torch::Tensor> squares;
-  for (const auto& b : buckets_) {
-    const auto g = b.grad.to(torch::kFloat64);
-    squares.push_back(g.dot(g).reshape({1}));
-  }
+  for (const auto& b : buckets_)
+    for (int64_t at = 0; at < b.grad.numel(); at += kChunk) {
+      const auto g = b.grad.narrow(0, at, std::min(kChunk, b.grad.numel() - at)).to(torch::kFloat64);
+      squares.push_back(g.dot(g).reshape({1}));
+    }
   if (squares.empty()) return 0;
   return grad_scale_ * std::sqrt(torch::cat(squares).sum().to(torch::kCPU).item<double>());
 }
@@ -166,8 +164,8 @@ void FusedOptimizer::step() {
   // parameter is updated at every step (a parameter without state starts from zero).
   int64_t step = -1;
   for (auto& b : buckets_)
-    for (const auto& [p, offset] : b.members) {
-      const auto* st = state_of(adamw_, p);
+    for (const auto& m : b.members) {
+      const auto* st = state_of(adamw_, m.param);
       const int64_t s = st ? st->step() : 0;
       if (step >= 0 && s != step) {
         // Uneven history (parameters added to a resumed run): torch's own loop.
@@ -179,12 +177,12 @@ void FusedOptimizer::step() {
     }
   step += 1;
   for (auto& b : buckets_)
-    for (const auto& [p, offset] : b.members) {
-      auto& entry = state[state_key(state, p)];
-      if (!entry) {
+    for (auto& m : b.members) {
+      auto& entry = state[state_key(state, m.param)];
+      if (!entry) {  // torch starts a parameter's moments from zero
         auto fresh = std::make_unique<torch::optim::AdamWParamState>();
-        fresh->exp_avg(slot(b.exp_avg, offset, p));
-        fresh->exp_avg_sq(slot(b.exp_avg_sq, offset, p));
+        fresh->exp_avg(m.exp_avg_slot.zero_());
+        fresh->exp_avg_sq(m.exp_avg_sq_slot.zero_());
         entry = std::move(fresh);
       }
       static_cast<torch::optim::AdamWParamState&>(*entry).step(step);
@@ -215,7 +213,7 @@ void FusedOptimizer::update_ema(int64_t step) {
   // Model parameters outside the buckets (frozen ones) keep the per-tensor update.
   const auto& averages = ema_->averages();
   for (size_t j = 0; j < model_params_.size(); ++j)
-    if (ema_slot_[j] < 0) averages[j].mul_(d).add_(model_params_[j].detach().to(averages[j].dtype()), 1.0 - d);
+    if (!average_slots_[j].defined()) averages[j].mul_(d).add_(model_params_[j].detach().to(averages[j].dtype()), 1.0 - d);
 }
 
 }  // namespace vdm

@@ -48,10 +48,15 @@ class FusedOptimizer {
   void update_ema(int64_t step);
 
  private:
+  // A bucketed parameter and its slots in the flat buffers, made once with the strides its
+  // gradient has in the bucket, so that a later load in another layout is copied in, not adopted.
+  struct Member {
+    torch::Tensor param, param_slot, exp_avg_slot, exp_avg_sq_slot;
+  };
   struct Bucket {
     torch::Tensor grad, param, exp_avg, exp_avg_sq, average;
-    std::vector<std::pair<torch::Tensor, int64_t>> members;  // parameter, element offset
-    std::vector<std::pair<int64_t, int64_t>> ema_runs;       // [begin, end) of model parameters
+    std::vector<Member> members;
+    std::vector<std::pair<int64_t, int64_t>> ema_runs;  // [begin, end) of model parameters
   };
   struct EmaSlot {
     size_t bucket;
@@ -63,8 +68,7 @@ class FusedOptimizer {
   Ema ema_;
   std::vector<torch::Tensor> model_params_;
   std::vector<Bucket> buckets_;
-  std::vector<int64_t> ema_slot_;  // per model parameter: index into ema_slots_, -1 outside the buckets
-  std::vector<EmaSlot> ema_slots_;
+  std::vector<torch::Tensor> average_slots_;  // per model parameter; undefined outside the buckets
 };
 
 }  // namespace vdm

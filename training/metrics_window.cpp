@@ -58,7 +58,7 @@ nlohmann::json MetricsWindow::reduce(Communicator& comm, Watchdog& watchdog, con
   if (c.train_flops_per_image > 0) {
     const double achieved = img_per_s * c.train_flops_per_image;
     rec["tflops"] = achieved / 1e12;
-    if (c.peak_flops_per_rank > 0) rec["mfu"] = achieved / (c.peak_flops_per_rank * double(c.world));
+    if (c.peak_flops > 0) rec["mfu"] = achieved / c.peak_flops;
   }
   rec["max_rss_mib"] = peaks[0].item<double>();
   if (c.device.is_cuda()) rec["device_peak_mib"] = peaks[1].item<double>();

@@ -25,9 +25,9 @@ struct MetricsContext {
   int64_t batch_size = 0;  // per rank and micro-batch
   int world = 1;
   int64_t skipped_steps = 0, skipped_samples = 0;
-  // MFU: the FLOPs of one training image (forward and backward) and one rank's peak FLOP/s
-  // (training/utilisation.h); either 0 leaves the fields out.
-  double train_flops_per_image = 0, peak_flops_per_rank = 0;
+  // MFU: the FLOPs of one training image (forward and backward) and the peak FLOP/s of all
+  // ranks' devices together (training/utilisation.h); either 0 leaves the fields out.
+  double train_flops_per_image = 0, peak_flops = 0;
   c10::Device device{c10::kCPU};  // whose allocator's peak memory is reported
 };
 

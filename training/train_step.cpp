@@ -88,6 +88,12 @@ void TrainStep::reduce_gradients(int64_t step) {
   }
 }
 
+void TrainStep::scale_gradients(double factor) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : params_)
+    if (p.grad().defined()) p.mutable_grad().mul_(factor);
+}
+
 // One device-to-host copy for all parameters, summed in parameter order on the host.
 double TrainStep::global_grad_norm() const {
   if (fused_) return fused_->grad_norm();
@@ -119,13 +125,10 @@ StepResult TrainStep::run(int64_t step, double lr, const std::function<Batch()>&
   reduce_gradients(step);
   // The reducer may leave the sum over ranks (GradientReducerOptions::average): the fused
   // optimiser folds the 1/world into a pass it makes anyway, the plain path pays for one.
-  if (const double scale = p_.reducer.gradient_scale(); fused_) {
+  if (const double scale = p_.reducer.gradient_scale(); fused_)
     fused_->set_gradient_scale(scale);
-  } else if (scale != 1) {
-    torch::NoGradGuard no_grad;
-    for (const auto& p : params_)
-      if (p.grad().defined()) p.mutable_grad().mul_(scale);
-  }
+  else if (scale != 1)
+    scale_gradients(scale);
   auto t1 = SteadyClock::now();
   r.phase_s["reduce"] = seconds_between(t0, t1);
   // Gradients are identical on every rank after the reduction, so every rank takes the same
@@ -135,12 +138,10 @@ StepResult TrainStep::run(int64_t step, double lr, const std::function<Batch()>&
   if (r.finite && o_.grad_clip > 0 && r.grad_norm > o_.grad_clip) {
     torch::NoGradGuard no_grad;
     const double scale = o_.grad_clip / (r.grad_norm + 1e-6);
-    if (fused_) {
+    if (fused_)
       fused_->scale_gradients(scale);
-    } else {
-      for (const auto& p : params_)
-        if (p.grad().defined()) p.mutable_grad().mul_(scale);
-    }
+    else
+      scale_gradients(scale);
   }
   auto t2 = SteadyClock::now();
   r.phase_s["clip"] = seconds_between(t1, t2);

@@ -88,6 +88,7 @@ class TrainStep {
  private:
   void forward_backward(int64_t step, int64_t micro, const Batch& batch, StepResult& result);
   double global_grad_norm() const;
+  void scale_gradients(double factor);  // every parameter's gradient, one by one
   void reduce_gradients(int64_t step);
   TrainStepOptions o_;
   TrainStepParts p_;

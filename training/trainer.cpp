@@ -66,7 +66,7 @@ struct Trainer::State {
   SamplerState sampler_state;
   TrainCounters counters;
   std::unique_ptr<MetricsLog> metrics, eval_log;
-  double peak_flops = 0;  // one rank's device, for MFU
+  double peak_flops = 0;  // all ranks' devices together, for MFU
 };
 
 Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std::make_unique<State>()) {
@@ -204,10 +204,16 @@ void start(Trainer::State& s) {
       to, TrainStepParts{s.model, s.objective, s.ema, *s.optimizer, *s.reducer, *s.cpu_comm, *s.grad_comm,
                          *s.watchdog, s.rng});
   s.model->train();
-  // Every rank at once, so that ranks sharing a CPU measure the share each will get.
-  s.peak_flops = device_peak_flops(s.device, o.bf16, o.peak_tflops);
+  // Every rank at once, so that ranks sharing a CPU measure the share each will get; MFU divides
+  // by the sum over ranks (the same on every rank, so every rank writes the same record).
+  auto peak = torch::tensor({device_peak_flops(s.device, o.bf16, o.peak_tflops)}, torch::kFloat64);
+  {
+    auto guard = s.watchdog->watch("all_reduce(peak FLOP/s)", s.counters.step);
+    s.cpu_comm->all_reduce(peak, ReduceOp::Sum);
+  }
+  s.peak_flops = peak.item<double>();
   if (s.root && s.peak_flops > 0)
-    spdlog::info("MFU is measured against {:.3g} TFLOP/s per rank ({})", s.peak_flops / 1e12,
+    spdlog::info("MFU is measured against {:.3g} TFLOP/s on {} rank(s) ({})", s.peak_flops / 1e12, s.world,
                  o.peak_tflops > 0 ? "train.peak_tflops" : s.device.is_cuda() ? "the device's dense peak"
                                                                               : "a 3x3 convolution on this rank's threads");
 }

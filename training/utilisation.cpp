@@ -1,6 +1,7 @@
 // Peak FLOP/s and peak memory (see utilisation.h).
 #include "training/utilisation.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
 
@@ -22,8 +23,11 @@ double measured_cpu_peak(bool bf16) {
   torch::NoGradGuard no_grad;
   const int64_t batch = 8, channels = 128, size = 16;
   const auto dtype = bf16 ? torch::kBFloat16 : torch::kFloat32;
-  auto x = torch::randn({batch, channels, size, size}).to(dtype);
-  auto w = torch::randn({channels, channels, 3, 3}).to(dtype) * 0.01;
+  // Inputs from a private generator: the default one is the dropout stream, which a resumed run
+  // must find exactly where the checkpoint left it.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  auto x = at::randn({batch, channels, size, size}, gen, torch::kFloat32).to(dtype);
+  auto w = (at::randn({channels, channels, 3, 3}, gen, torch::kFloat32) * 0.01).to(dtype);
   torch::conv2d(x, w, {}, 1, 1);  // warm-up: thread pool, oneDNN primitive cache
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
@@ -40,16 +44,16 @@ double measured_cpu_peak(bool bf16) {
 #ifdef VDM_TORCH_HAS_CUDA
 // Dense multiply-add rate per SM and clock, counted as 2 FLOPs each, from NVIDIA's architecture
 // whitepapers (V100, T4, A100, GA10x/AD10x, H100, B200): {FP32 units, TF32 tensor, BF16 tensor}.
+// Before Ampere there are no TF32 or BF16 tensor cores: those dtypes run at the FP32 rate.
 struct SmRate {
   double fp32, tf32, bf16;
 };
 SmRate sm_rate(int major, int minor) {
-  if (major >= 10) return {256, 2048, 8192};
-  if (major == 9) return {256, 2048, 4096};
-  if (major == 8 && minor == 0) return {128, 1024, 2048};
-  if (major == 8) return {256, 512, 1024};
-  if (major == 7 && minor >= 5) return {128, 128, 512};  // Turing: no TF32, FP16 tensor cores
-  return {128, 128, 1024};                               // Volta: FP16 tensor cores
+  if (major == 10) return {256, 2048, 8192};  // B100/B200
+  if (major == 9) return {256, 2048, 4096};   // H100/H200
+  if (major == 8 && minor == 0) return {128, 1024, 2048};  // A100
+  if (major >= 8) return {256, 512, 1024};   // GA10x, AD10x, consumer Blackwell
+  return {128, 128, 128};                     // Volta, Turing
 }
 
 double cuda_peak(const c10::Device& device, bool bf16) {

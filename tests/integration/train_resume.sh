@@ -11,8 +11,9 @@ VDM=$1
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-# No CONFIG: the built-in quickstart, shrunk to seconds.
-COMMON=(model.preset=tiny data.resolution=16 data.workers=1 train.batch_size=16 train.threads=1
+# No CONFIG: the built-in quickstart, shrunk to seconds. With dropout, whose masks come from
+# LibTorch's default generator: a resumed run must find that stream where the checkpoint left it.
+COMMON=(model.preset=tiny model.dropout=0.1 data.resolution=16 data.workers=1 train.batch_size=16 train.threads=1
         train.log_every=1 train.steps=30 checkpoint.every=10 eval.num_samples=4 eval.steps=4
         eval.bpd_samples=32 eval.batch_size=32)
 same_params() {  # run dir A, run dir B, step
