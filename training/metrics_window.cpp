@@ -53,7 +53,9 @@ nlohmann::json MetricsWindow::reduce(Communicator& comm, Watchdog& watchdog, con
   if (likelihood_) rec["bpd"] = all[2] / micro_all;
   int64_t k = 4;
   for (const auto& [name, value] : terms_) rec[name] = all[k++] / micro_all;
-  for (const auto& [name, value] : phase_s_) rec["ms_" + name] = 1e3 * all[k++] / double(c.world * steps_);
+  const double ms_per_step = 1e3 / double(c.world * steps_);
+  rec["ms_data"] = all[3] * ms_per_step;
+  for (const auto& [name, value] : phase_s_) rec["ms_" + name] = all[k++] * ms_per_step;
   const double img_per_s = rec["img_per_s"].get<double>();
   if (c.train_flops_per_image > 0) {
     const double achieved = img_per_s * c.train_flops_per_image;

@@ -16,6 +16,21 @@
 namespace vdm {
 namespace {
 
+// Adds the seconds since the previous lap (or since construction) to phases[name].
+class PhaseClock {
+ public:
+  explicit PhaseClock(std::map<std::string, double>& phases) : phases_(phases) {}
+  void lap(const char* name) {
+    const auto now = SteadyClock::now();
+    phases_[name] += seconds_between(last_, now);
+    last_ = now;
+  }
+
+ private:
+  std::map<std::string, double>& phases_;
+  SteadyClock::time_point last_ = SteadyClock::now();
+};
+
 // A uniform number in [0, 1) that every rank computes alike for (seed, step, micro-batch):
 // the shared offset that lets the proposal stratify t across the global batch without state.
 double shared_uniform(uint64_t seed, int64_t step, int64_t micro) {
@@ -50,10 +65,9 @@ void TrainStep::forward_backward(int64_t step, int64_t micro, const Batch& batch
   if (o_.class_conditional)
     labels = drop_labels(batch.labels, o_.num_classes, o_.label_dropout, p_.rng.levels).to(device);
   ProposalContext ctx{o_.rank, o_.world, shared_uniform(o_.seed, step, micro)};
-  auto t0 = SteadyClock::now();
+  PhaseClock clock(r.phase_s);
   LossOutput out = p_.objective->forward(denoiser_, x, labels, {p_.rng.levels, p_.rng.noise}, ctx);
-  auto t1 = SteadyClock::now();
-  r.phase_s["forward"] += seconds_between(t0, t1);
+  clock.lap("forward");
   {
     // All but the last micro-batch only accumulate; the last backward reduces the sum. The
     // reducer starts its all-reduces inside backward (a blocking one without overlap, and
@@ -63,15 +77,14 @@ void TrainStep::forward_backward(int64_t step, int64_t micro, const Batch& batch
     auto guard = p_.watchdog.watch("backward (gradient all-reduce)", step);
     (out.loss / double(o_.grad_accum)).backward();
   }
-  auto t2 = SteadyClock::now();
-  r.phase_s["backward"] += seconds_between(t1, t2);
+  clock.lap("backward");
   r.micro_batches += 1;
   r.loss += out.loss.item<double>();
   for (const auto& [name, value] : out.terms) r.terms[name] += value.item<double>();
   r.likelihood = out.likelihood;
   if (out.likelihood) r.bpd += out.per_sample.mean().item<double>() * out.bpd_per_nat;
   r.sampler = batch.state_after;
-  r.phase_s["metrics"] += seconds_between(t2, SteadyClock::now());
+  clock.lap("metrics");
 }
 
 void TrainStep::reduce_gradients(int64_t step) {
@@ -112,7 +125,7 @@ StepResult TrainStep::run(int64_t step, double lr, const std::function<Batch()>&
   for (auto& group : p_.optimizer.param_groups()) group.options().set_lr(lr);
   p_.reducer.zero_grad();  // not optimizer.zero_grad(): see GradientReducer::zero_grad
   StepResult r;
-  for (const char* phase : {"data", "forward", "backward", "metrics", "reduce", "clip", "optimizer", "ema"})
+  for (const char* phase : {"forward", "backward", "metrics", "reduce", "clip", "optimizer", "ema"})
     r.phase_s[phase] = 0;  // the same keys on every rank and step: the window all-reduces them
   for (int64_t micro = 0; micro < o_.grad_accum; ++micro) {
     const auto wait0 = SteadyClock::now();
@@ -120,8 +133,7 @@ StepResult TrainStep::run(int64_t step, double lr, const std::function<Batch()>&
     r.data_wait_s += seconds_between(wait0, SteadyClock::now());
     forward_backward(step, micro, batch, r);
   }
-  r.phase_s["data"] = r.data_wait_s;
-  auto t0 = SteadyClock::now();
+  PhaseClock clock(r.phase_s);
   reduce_gradients(step);
   // The reducer may leave the sum over ranks (GradientReducerOptions::average): the fused
   // optimiser folds the 1/world into a pass it makes anyway, the plain path pays for one.
@@ -129,8 +141,7 @@ StepResult TrainStep::run(int64_t step, double lr, const std::function<Batch()>&
     fused_->set_gradient_scale(scale);
   else if (scale != 1)
     scale_gradients(scale);
-  auto t1 = SteadyClock::now();
-  r.phase_s["reduce"] = seconds_between(t0, t1);
+  clock.lap("reduce");
   // Gradients are identical on every rank after the reduction, so every rank takes the same
   // decision here without another collective.
   r.grad_norm = global_grad_norm();
@@ -143,20 +154,18 @@ StepResult TrainStep::run(int64_t step, double lr, const std::function<Batch()>&
     else
       scale_gradients(scale);
   }
-  auto t2 = SteadyClock::now();
-  r.phase_s["clip"] = seconds_between(t1, t2);
+  clock.lap("clip");
   if (!r.finite) return r;
   if (fused_)
     fused_->step();
   else
     p_.optimizer.step();
-  auto t3 = SteadyClock::now();
-  r.phase_s["optimizer"] = seconds_between(t2, t3);
+  clock.lap("optimizer");
   if (fused_)
     fused_->update_ema(step + 1);
   else
     p_.ema->update(*p_.model, step + 1);
-  r.phase_s["ema"] = seconds_between(t3, SteadyClock::now());
+  clock.lap("ema");
   return r;
 }
 

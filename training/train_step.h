@@ -56,10 +56,11 @@ struct StepResult {
   double bpd = 0;                       // sum of the micro-batches' mean bits/dim
   double grad_norm = 0;                 // global norm before clipping
   bool finite = true;                   // false: the update was skipped
-  double data_wait_s = 0;               // time spent waiting for the loader
-  // Host seconds per phase of the step (data, forward, backward, reduce, clip, optimizer, ema,
-  // metrics): the profile behind the ms_* fields of metrics.jsonl. On CUDA the host runs ahead of
-  // the GPU, so a phase's GPU work shows where the host next waits (the reduction, .item()).
+  double data_wait_s = 0;               // time spent waiting for the loader (ms_data)
+  // Host seconds per phase of the step beyond the data wait (forward, backward, metrics, reduce,
+  // clip, optimizer, ema): the profile behind the ms_* fields of metrics.jsonl. On CUDA the host
+  // runs ahead of the GPU, so a phase's GPU work shows where the host next waits (the reduction,
+  // .item()).
   std::map<std::string, double> phase_s;
   SamplerState sampler;                 // the sampler's state after the last micro-batch
 };
