@@ -53,77 +53,68 @@ std::string expected_error() {
                                         : "writing the checkpoint of step 2 failed on rank 0";
 }
 
-TEST(CheckpointerMultirank, BackgroundFailureFailsEveryRankAtTheNextCheckpoint) {
-  const std::string dir = shared_temp_dir();
-  MpiCommunicator comm;
-  Watchdog watchdog(60);
-  testing::TrainStateFixture f;
-  Checkpointer ckpt(options(dir, true), comm, watchdog, comm.rank(), comm.world());
-  f.step();
-  ckpt.write(f.refs(), f.info());
-  f.step();
-  const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_NO_THROW(ckpt.write(f.refs(), f.info()));  // waits for step 1 (300 ms), not for step 2
-  f.step();
-  std::string error;
-  try {
-    ckpt.write(f.refs(), f.info());
-  } catch (const std::runtime_error& e) {
-    error = e.what();
+// What every test works on: a shared folder, the ranks' communicator and a checkpointer over a
+// small train state. The folder goes once every rank is done with it.
+struct Rig {
+  explicit Rig(bool async)
+      : dir(shared_temp_dir()), ckpt(options(dir, async), comm, watchdog, comm.rank(), comm.world()) {}
+  ~Rig() {
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (comm.rank() == 0) fs::remove_all(dir);
   }
-  EXPECT_EQ(error, expected_error());
+  // Takes a training step and checkpoints it.
+  void step_and_write() {
+    f.step();
+    ckpt.write(f.refs(), f.info());
+  }
+  bool committed(const char* step) const { return fs::exists(fs::path(dir) / step / "manifest.json"); }
+  std::string dir;
+  MpiCommunicator comm;
+  Watchdog watchdog{60};
+  testing::TrainStateFixture f;
+  Checkpointer ckpt;
+};
+
+// The message `call` throws, "" when it returns.
+template <class Call>
+std::string error_of(Call call) {
+  try {
+    call();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CheckpointerMultirank, BackgroundFailureFailsEveryRankAtTheNextCheckpoint) {
+  Rig r(true);
+  r.step_and_write();
+  r.f.step();
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_NO_THROW(r.ckpt.write(r.f.refs(), r.f.info()));  // waits for step 1 (300 ms), not for step 2
+  EXPECT_EQ(error_of([&] { r.step_and_write(); }), expected_error());
   EXPECT_GE(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0.25)
-      << "rank " << comm.rank() << " did not wait for rank 0's writes";
-  EXPECT_NO_THROW(ckpt.finish());
-  EXPECT_TRUE(fs::exists(fs::path(dir) / "step_00000001" / "manifest.json"));
-  EXPECT_FALSE(fs::exists(fs::path(dir) / "step_00000002"));
-  MPI_Barrier(MPI_COMM_WORLD);
-  if (comm.rank() == 0) fs::remove_all(dir);
+      << "rank " << r.comm.rank() << " did not wait for rank 0's writes";
+  EXPECT_NO_THROW(r.ckpt.finish());
+  EXPECT_TRUE(r.committed("step_00000001"));
+  EXPECT_FALSE(fs::exists(fs::path(r.dir) / "step_00000002"));
 }
 
 TEST(CheckpointerMultirank, FinishFailsEveryRankAndWaitsForTheCommit) {
-  const std::string dir = shared_temp_dir();
-  MpiCommunicator comm;
-  Watchdog watchdog(60);
-  testing::TrainStateFixture f;
-  Checkpointer ckpt(options(dir, true), comm, watchdog, comm.rank(), comm.world());
-  f.step();
-  ckpt.write(f.refs(), f.info());
-  ckpt.finish();  // as on preemption: every rank returns after the commit
-  EXPECT_TRUE(fs::exists(fs::path(dir) / "step_00000001" / "manifest.json"))
-      << "rank " << comm.rank() << " returned from finish() before rank 0 committed";
-  f.step();
-  ckpt.write(f.refs(), f.info());
-  std::string error;
-  try {
-    ckpt.finish();
-  } catch (const std::runtime_error& e) {
-    error = e.what();
-  }
-  EXPECT_EQ(error, expected_error());
-  MPI_Barrier(MPI_COMM_WORLD);
-  if (comm.rank() == 0) fs::remove_all(dir);
+  Rig r(true);
+  r.step_and_write();
+  r.ckpt.finish();  // as on preemption: every rank returns after the commit
+  EXPECT_TRUE(r.committed("step_00000001"))
+      << "rank " << r.comm.rank() << " returned from finish() before rank 0 committed";
+  r.step_and_write();
+  EXPECT_EQ(error_of([&] { r.ckpt.finish(); }), expected_error());
 }
 
 TEST(CheckpointerMultirank, SyncFailureFailsEveryRankAtOnce) {
-  const std::string dir = shared_temp_dir();
-  MpiCommunicator comm;
-  Watchdog watchdog(60);
-  testing::TrainStateFixture f;
-  Checkpointer ckpt(options(dir, false), comm, watchdog, comm.rank(), comm.world());
-  f.step();
-  ckpt.write(f.refs(), f.info());
-  EXPECT_TRUE(fs::exists(fs::path(dir) / "step_00000001" / "manifest.json"));
-  f.step();
-  std::string error;
-  try {
-    ckpt.write(f.refs(), f.info());
-  } catch (const std::runtime_error& e) {
-    error = e.what();
-  }
-  EXPECT_EQ(error, expected_error());
-  MPI_Barrier(MPI_COMM_WORLD);
-  if (comm.rank() == 0) fs::remove_all(dir);
+  Rig r(false);
+  r.step_and_write();
+  EXPECT_TRUE(r.committed("step_00000001"));
+  EXPECT_EQ(error_of([&] { r.step_and_write(); }), expected_error());
 }
 
 }  // namespace
