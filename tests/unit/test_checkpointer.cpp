@@ -29,17 +29,11 @@ using testing::file_bytes;
 using testing::folder_files;
 using testing::TrainStateFixture;
 
-std::string save_bytes(torch::nn::Module& m) {
+// A module's or an optimiser's archive, as bytes.
+template <class Saveable>
+std::string save_bytes(Saveable& x) {
   torch::serialize::OutputArchive archive;
-  m.save(archive);
-  std::ostringstream out;
-  archive.save_to(out);
-  return out.str();
-}
-
-std::string save_bytes(torch::optim::Optimizer& o) {
-  torch::serialize::OutputArchive archive;
-  o.save(archive);
+  x.save(archive);
   std::ostringstream out;
   archive.save_to(out);
   return out.str();
