@@ -27,7 +27,13 @@ BUILD=${VDM_BUILD_DIR:-build}
 VDM=$BUILD/vdm
 PY=/usr/bin/python3  # Debian's, with python3-torch (a pyenv python on PATH would lack it)
 [ -x "$VDM" ] || { echo "run_peer.sh: $VDM not built (ninja -C $BUILD vdm)" >&2; exit 2; }
-$PY -c "import torch" 2>/dev/null || { echo "run_peer.sh: needs python3-torch (apt-get install python3-torch)" >&2; exit 2; }
+if ! $PY -c "import torch" 2>/dev/null; then  # the peer's only dependency beyond scripts/install-deps.sh
+  echo "run_peer.sh: installing python3-torch (Debian's, the LibTorch that vdm links) for the peer"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-torch > /dev/null
+  $PY -c "import torch" || { echo "run_peer.sh: python3-torch did not install" >&2; exit 2; }
+fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 WORK=$(mktemp -d /tmp/vdm-run-peer.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
