@@ -33,11 +33,7 @@ void run(benchmark::State& state, Case c, Mode mode) {
   auto x = torch::rand({c.batch, c.channels, c.resolution, c.resolution}) * 2 - 1;
   auto labels = c.classes ? torch::randint(0, c.classes, {c.batch}, torch::kLong) : torch::Tensor();
   const bool nhwc = mode == Mode::ChannelsLast, bf16 = mode == Mode::Bf16;
-  if (nhwc) {
-    torch::NoGradGuard no_grad;
-    for (auto& p : net->parameters())
-      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
-  }
+  net->set_channels_last(nhwc);
   vdm::Denoiser denoiser = [&](const torch::Tensor& in, const torch::Tensor& cn, const torch::Tensor& l) {
     vdm::AutocastScope autocast(c10::kCPU, bf16);
     return net->forward(nhwc ? in.contiguous(torch::MemoryFormat::ChannelsLast) : in, cn, l);

@@ -37,9 +37,9 @@ __attribute__((target_clones("avx2", "default"))) void fill_mask(float* out, int
 
 }  // namespace
 
-torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed) {
+torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed, at::MemoryFormat format) {
   if (!(p >= 0 && p < 1)) throw std::invalid_argument("dropout: p must be in [0, 1)");
-  auto mask = torch::empty(sizes, torch::kFloat32);
+  auto mask = torch::empty(sizes, torch::TensorOptions(torch::kFloat32).memory_format(format));
   const int64_t n = mask.numel();
   if (n > int64_t(UINT32_MAX)) throw std::invalid_argument("dropout: more than 2^32 elements in one tensor");
   const uint32_t threshold = uint32_t(std::min(p * 4294967296.0, 4294967295.0));
@@ -64,7 +64,9 @@ torch::Tensor DropoutImpl::forward(const torch::Tensor& x) {
     std::lock_guard<std::mutex> lock(gen.mutex());
     seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
   }
-  auto mask = dropout_keep_mask(x.sizes(), p_, seed);
+  const bool nhwc = x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(torch::MemoryFormat::ChannelsLast);
+  auto mask = dropout_keep_mask(x.sizes(), p_, seed,
+                                nhwc ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous);
   return x * (x.scalar_type() == torch::kFloat32 ? mask : mask.to(x.scalar_type()));
 }
 

@@ -12,8 +12,10 @@
 namespace vdm {
 
 // The scaled keep mask: 1/(1-p) where kept, 0 where dropped, element i decided by a hash of
-// (seed, i) alone, so any thread may fill any part of it. Float32, on the CPU.
-torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed);
+// (seed, i) alone, so any thread may fill any part of it. Float32, on the CPU, with element i
+// the i-th in memory of the given layout (so a channels-last mask multiplies NHWC at full speed).
+torch::Tensor dropout_keep_mask(at::IntArrayRef sizes, double p, uint64_t seed,
+                                at::MemoryFormat format = at::MemoryFormat::Contiguous);
 
 class DropoutImpl : public torch::nn::Cloneable<DropoutImpl> {
  public:

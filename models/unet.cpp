@@ -155,7 +155,7 @@ torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& c_n
   check_divisible(x.size(3), options_.channel_mult().size(), "UNet");
   auto emb = cond_(c_noise, labels);
   std::vector<torch::Tensor> skips;
-  auto h = conv_in_(x);
+  auto h = in_layout(conv_in_(x));
   skips.push_back(h);
   for (size_t i = 0; i < down_->size(); ++i) {
     h = down_kinds_[i] == Kind::Down ? down_[i]->as<DownsampleImpl>()->forward(h)

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "models/attention.h"
+#include "models/group_norm_silu.h"
 
 namespace vdm {
 
@@ -24,6 +25,26 @@ torch::nn::GroupNorm group_norm(int64_t channels) {
 torch::Tensor normalize(torch::nn::GroupNorm& norm, const torch::Tensor& x) {
   const auto dtype = norm->weight.scalar_type();
   return norm(x.scalar_type() == dtype ? x : x.to(dtype));
+}
+
+torch::Tensor norm_silu(torch::nn::GroupNorm& norm, const torch::Tensor& x, bool silu,
+                        const torch::Tensor& film_scale, const torch::Tensor& film_shift) {
+  const bool film = film_scale.defined();
+  if (group_norm_silu_supported(x) && norm->weight.scalar_type() == torch::kFloat32 &&
+      (!film || (film_scale.scalar_type() == torch::kFloat32 && film_shift.scalar_type() == torch::kFloat32))) {
+    // The FiLM map folds into GroupNorm's: (w xhat + b)(1 + s) + t = w(1 + s) xhat + b(1 + s) + t.
+    const auto sizes = std::vector<int64_t>{x.size(0), x.size(1)};
+    auto scale = norm->weight.expand(sizes), shift = norm->bias.expand(sizes);
+    if (film) {
+      shift = torch::addcmul(film_shift, shift, 1 + film_scale);
+      scale = scale * (1 + film_scale);
+    }
+    return group_norm_silu(x, scale, shift, {norm->options.num_groups(), norm->options.eps(), silu});
+  }
+  auto h = normalize(norm, x);
+  if (film)  // one pass: shift + h (1 + scale)
+    h = torch::addcmul(film_shift.unsqueeze(-1).unsqueeze(-1), h, 1 + film_scale.unsqueeze(-1).unsqueeze(-1));
+  return silu ? torch::silu(h) : h;
 }
 
 void zero_parameters(torch::nn::Module& module) {
@@ -55,15 +76,15 @@ ResBlockImpl::ResBlockImpl(int64_t in, int64_t out, int64_t emb_dim, double drop
 }
 
 torch::Tensor ResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb) {
-  auto h = conv1(torch::silu(normalize(norm1, x)));
-  auto e = emb_proj(torch::silu(emb)).unsqueeze(-1).unsqueeze(-1);
+  auto h = conv1(norm_silu(norm1, x));
+  auto e = emb_proj(torch::silu(emb));  // [N, C] or [N, 2C]
   if (scale_shift) {
     auto parts = e.chunk(2, 1);
-    h = torch::addcmul(parts[1], normalize(norm2, h), 1 + parts[0]);  // one pass: shift + h (1 + scale)
+    h = norm_silu(norm2, h, true, parts[0], parts[1]);
   } else {
-    h = normalize(norm2, h + e);
+    h = norm_silu(norm2, h + e.unsqueeze(-1).unsqueeze(-1));
   }
-  h = conv2(drop(torch::silu(h)));
+  h = conv2(drop(h));
   return (skip ? skip(x) : x) + h;
 }
 
@@ -84,7 +105,7 @@ AttentionBlockImpl::AttentionBlockImpl(int64_t channels, int64_t heads_, int64_t
 
 torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x) {
   const auto B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), d = C / heads;
-  auto q_k_v = qkv(normalize(norm, x)).reshape({B, 3, heads, d, H * W}).transpose(-1, -2).unbind(1);  // [B, heads, HW, d]
+  auto q_k_v = qkv(norm_silu(norm, x, false)).reshape({B, 3, heads, d, H * W}).transpose(-1, -2).unbind(1);  // [B, heads, HW, d]
   auto out = dot_product_attention(q_k_v[0], q_k_v[1], q_k_v[2]).transpose(-1, -2).reshape({B, C, H, W});
   return x + proj(out);
 }

@@ -28,6 +28,11 @@ torch::nn::GroupNorm group_norm(int64_t channels);
 // autocast the convolutions answer in bf16, which LibTorch 1.13's CPU group_norm refuses beside
 // float32 weights, and a group's statistics want float32 anyway. The next convolution casts back.
 torch::Tensor normalize(torch::nn::GroupNorm& norm, const torch::Tensor& x);
+// The norm's output (times 1 + film_scale plus film_shift, [N, C], when given) through SiLU
+// (when silu): one pass of vdm::group_norm_silu where it runs (float32 CPU, NCHW or NHWC),
+// else normalize() and LibTorch's ops.
+torch::Tensor norm_silu(torch::nn::GroupNorm& norm, const torch::Tensor& x, bool silu = true,
+                        const torch::Tensor& film_scale = {}, const torch::Tensor& film_shift = {});
 
 struct ResBlockImpl : torch::nn::Module {
   ResBlockImpl(int64_t in, int64_t out, int64_t emb_dim, double dropout, bool scale_shift,
@@ -70,7 +75,7 @@ TORCH_MODULE(Upsample);
 // starts as the zero map (or the identity with an input skip).
 struct OutputHeadImpl : torch::nn::Module {
   OutputHeadImpl(int64_t channels, int64_t out_channels, int64_t h, int64_t w, FlopCounter& flops);
-  torch::Tensor forward(const torch::Tensor& x) { return conv(torch::silu(normalize(norm, x))); }
+  torch::Tensor forward(const torch::Tensor& x) { return conv(norm_silu(norm, x)); }
   torch::nn::GroupNorm norm{nullptr};
   torch::nn::Conv2d conv{nullptr};
 };

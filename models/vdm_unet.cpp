@@ -54,9 +54,9 @@ torch::Tensor VdmUNetImpl::forward(const torch::Tensor& x, const torch::Tensor& 
   TORCH_CHECK(x.dim() == 4 && x.size(1) == options_.in_channels(), "VdmUNet: expected [B, ",
               options_.in_channels(), ", H, W] input, got ", x.sizes());
   auto emb = cond_(c_noise, labels);
-  auto h = conv_in_(options_.fourier_max() >= options_.fourier_min()
-                        ? fourier_features(x, options_.fourier_min(), options_.fourier_max())
-                        : x);
+  auto h = in_layout(conv_in_(options_.fourier_max() >= options_.fourier_min()
+                                  ? fourier_features(x, options_.fourier_min(), options_.fourier_max())
+                                  : x));
   std::vector<torch::Tensor> skips{h};
   for (auto& m : *down_) {
     h = m->as<ResBlockImpl>()->forward(h, emb);

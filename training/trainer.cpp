@@ -172,11 +172,7 @@ void start(Trainer::State& s) {
   // After resume, which restores the layout the checkpoint was saved in. Only the layout
   // changes: convolutions then run NHWC (what cuDNN's bf16 kernels and mkldnn prefer), and
   // every tensor made like a weight (gradients, AdamW's moments) follows it.
-  if (o.channels_last) {
-    torch::NoGradGuard no_grad;
-    for (auto& p : s.model->parameters())
-      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
-  }
+  if (o.channels_last) s.model->set_channels_last(true);
   GradientReducerOptions reducer_options = o.reducer;
   reducer_options.average = false;  // TrainStep applies the 1/world (fused: inside clipping or AdamW)
   s.reducer = std::make_unique<GradientReducer>(s.named, s.grad_comm, reducer_options);
