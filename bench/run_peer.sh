@@ -95,7 +95,7 @@ run_vdm() {  # ranks threads -> img/s
   local ranks=$1 threads=$2 dir=$WORK/vdm-run
   rm -rf "$dir"
   mpirun -np "$ranks" --bind-to none "$VDM" train "$CONFIG" --run-dir "$dir" --resume none \
-    train.device=cpu train.threads="$threads" train.batch_size="$BATCH" train.steps="$STEPS" \
+    train.device=cpu train.channels_last=true train.threads="$threads" train.batch_size="$BATCH" train.steps="$STEPS" \
     train.log_every="$WARMUP" data.workers=1 checkpoint.every=0 eval.every=0 eval.final=false \
     "${DATA_ARGS[@]}" > "$dir.log" 2>&1 || { echo "vdm failed:" >&2; tail -20 "$dir.log" >&2; exit 1; }
   vdm_rate "$dir/metrics.jsonl"
