@@ -50,5 +50,17 @@ TEST(Dropout, SeedComesFromTheDefaultGeneratorAndEvalIsIdentity) {
   EXPECT_TRUE(torch::equal(drop(x), x));
 }
 
+// On channels-last input the mask is made in that layout, so the product stays NHWC (a mixed
+// product would be strided and slow); the kept share is the same.
+TEST(Dropout, ChannelsLastInputKeepsItsLayout) {
+  Dropout drop(0.2);
+  const auto x = torch::ones({4, 16, 9, 9}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto y = drop(x);
+  EXPECT_TRUE(y.is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_FALSE(y.is_contiguous());
+  const double kept = (y > 0).to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(kept, 0.8, 5 * std::sqrt(0.2 * 0.8 / double(x.numel())));
+}
+
 }  // namespace
 }  // namespace vdm

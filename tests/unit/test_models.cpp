@@ -182,6 +182,54 @@ TEST(Models, SaveLoadRoundTripIsBitwise) {
   std::filesystem::remove(path);
 }
 
+// set_channels_last changes the layout and nothing else: the same outputs and gradients as the
+// NCHW net to float tolerance (the NHWC convolutions and group_norm_silu sum in other orders),
+// NHWC weights and, for an image of 3 channels, an NHWC output. The 1-channel quickstart stem
+// is the case where the layout must be forced (DenoiserNetImpl::in_layout).
+TEST(Models, ChannelsLastIsALayoutChangeOnly) {
+  for (const auto& c : {PresetCase{"quickstart", 1, 16, 0}, PresetCase{"tiny", 3, 16, 0}}) {
+    SCOPED_TRACE(c.preset);
+    std::vector<DenoiserNet> nets;
+    for (bool nhwc : {false, true}) {
+      torch::manual_seed(0);
+      auto net = make_model(model_preset(c.preset, c.channels, c.resolution, c.classes));
+      {
+        torch::NoGradGuard no_grad;  // non-zero heads, so that every branch shows in the output
+        for (auto& p : net->parameters()) p.add_(torch::randn_like(p) * 0.05);
+      }
+      net->eval();  // no dropout: the masks differ between layouts by design
+      net->set_channels_last(nhwc);
+      nets.push_back(net);
+    }
+    EXPECT_TRUE(nets[1]->channels_last());
+    for (const auto& p : nets[1]->parameters())
+      if (p.dim() == 4 && p.size(1) > 1 && p.size(2) > 1)
+        EXPECT_TRUE(p.is_contiguous(torch::MemoryFormat::ChannelsLast) && !p.is_contiguous());
+    const auto x = images(4, c.channels, c.resolution);
+    std::vector<torch::Tensor> outs;
+    for (auto& net : nets) {
+      auto y = net->forward(x.contiguous(net->channels_last() ? torch::MemoryFormat::ChannelsLast
+                                                              : torch::MemoryFormat::Contiguous),
+                            noise_levels(4), {});
+      y.square().sum().backward();
+      outs.push_back(y);
+    }
+    if (c.channels > 1) EXPECT_FALSE(outs[1].is_contiguous());
+    EXPECT_TRUE(torch::allclose(outs[1], outs[0], 1e-4, 1e-5));
+    // A bias followed by a GroupNorm of one channel per group has gradient 0 in exact arithmetic,
+    // so each parameter's error is measured against its own scale plus a floor from the largest.
+    auto a = nets[0]->named_parameters(), b = nets[1]->named_parameters();
+    double largest = 0;
+    for (const auto& p : a) largest = std::max(largest, p.value().grad().abs().max().item<double>());
+    for (size_t i = 0; i < a.size(); ++i) {
+      const auto& ga = a[i].value().grad();
+      const auto& gb = b[i].value().grad();
+      EXPECT_LT((gb - ga).abs().max().item<double>(), 1e-3 * ga.abs().max().item<double>() + 1e-5 * largest)
+          << a[i].key();
+    }
+  }
+}
+
 // The tiny net with the eps-MSE objective memorises one fixed batch: the same 8 images, noise
 // levels and noise every step (the generator is re-seeded), so the loss can go to ~0.
 TEST(Models, TinyOverfitsOneBatch) {
