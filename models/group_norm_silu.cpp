@@ -61,11 +61,11 @@ struct Problem {
 };
 
 struct Scratch {  // per image, C rounded up to 8 lanes
-  std::vector<float> a, b, mean, p, q, r, s1, s2;
+  std::vector<float> a, b, mean, p, q, r, shift, s1, s2;
   std::vector<double> d1, d2;
   explicit Scratch(int64_t C) {
     const size_t n = size_t((C + 7) & ~7);
-    for (auto* v : {&a, &b, &mean, &p, &q, &r, &s1, &s2}) v->assign(n, 0.0f);
+    for (auto* v : {&a, &b, &mean, &p, &q, &r, &shift, &s1, &s2}) v->assign(n, 0.0f);
     d1.assign(n, 0.0);
     d2.assign(n, 0.0);
   }
@@ -74,11 +74,11 @@ struct Scratch {  // per image, C rounded up to 8 lanes
                     const double* rstd_g, int64_t g = -1) {
     const int64_t c0 = g < 0 ? 0 : g * P.cg, c1 = g < 0 ? P.C : (g + 1) * P.cg;
     for (int64_t c = c0; c < c1; ++c) {
-      const int64_t g = n * P.G + c / P.cg;
-      const double scale = rstd_g[g] * double(A[n * P.C + c]);
+      const int64_t ng = n * P.G + c / P.cg;
+      const double scale = rstd_g[ng] * double(A[n * P.C + c]);
       a[c] = float(scale);
-      b[c] = float(double(B[n * P.C + c]) - mean_g[g] * scale);
-      mean[c] = float(mean_g[g]);
+      b[c] = float(double(B[n * P.C + c]) - mean_g[ng] * scale);
+      mean[c] = float(mean_g[ng]);
     }
   }
 };
@@ -114,7 +114,7 @@ std::vector<torch::Tensor> forward_kernel(const torch::Tensor& x, const torch::T
       const float* xn = xp + n * P.C * P.HW;
       float* yn = yp + n * P.C * P.HW;
       if (P.nhwc) {
-        k.nhwc_moments(xn, P.HW, P.C, s.p.data(), s.s1.data(), s.s2.data(), s.d1.data(), s.d2.data());
+        k.nhwc_moments(xn, P.HW, P.C, s.shift.data(), s.s1.data(), s.s2.data(), s.d1.data(), s.d2.data());
         for (int64_t g = 0; g < P.G; ++g) group_moments(P, s, g, eps, &mean_g[n * P.G + g], &rstd_g[n * P.G + g]);
         s.coefficients(P, n, Ap, Bp, mean_g, rstd_g);
         k.nhwc_apply(xn, yn, P.HW, P.C, s.a.data(), s.b.data(), silu);
