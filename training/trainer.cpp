@@ -67,6 +67,7 @@ struct Trainer::State {
   TrainCounters counters;
   std::unique_ptr<MetricsLog> metrics, eval_log;
   double peak_flops = 0;  // all ranks' devices together, for MFU
+  double stall_since_log_s = -1;  // checkpoint stalls since the last metrics record; < 0: none
 };
 
 Trainer::Trainer(TrainerOptions options, const ProcessContext& context) : s_(std::make_unique<State>()) {
@@ -216,8 +217,10 @@ void start(Trainer::State& s) {
 
 // With checkpoint.async the write goes on in the background; Checkpointer::finish() waits for
 // it, and every way out of run() calls it first.
+// The step's stall goes into the next metrics record as checkpoint_stall_ms.
 void checkpoint(Trainer::State& s) {
   s.checkpointer->write(state_refs(s), TrainStateInfo{s.counters, s.sampler_state, s.world});
+  s.stall_since_log_s = std::max(0.0, s.stall_since_log_s) + s.checkpointer->last_stall_s();
 }
 
 // With the EMA weights and dropout off; every rank takes part, rank 0 appends to eval.jsonl.
@@ -243,10 +246,14 @@ void evaluate(Trainer::State& s) {
 // Collective: the window's global means to metrics.jsonl and rank 0's progress line.
 void log_metrics(Trainer::State& s, MetricsWindow& window, ProgressLine& progress, double lr, double seconds_per_step,
                  bool last) {
-  const auto rec = window.reduce(*s.cpu_comm, *s.watchdog,
-                                 {s.counters.step, s.sampler_state.epoch, lr, s.o.loader.batch_size, s.world,
-                                  s.counters.skipped_steps, s.loader->skipped(), 3.0 * s.model->flops_per_image(),
-                                  s.peak_flops, s.device});
+  auto rec = window.reduce(*s.cpu_comm, *s.watchdog,
+                           {s.counters.step, s.sampler_state.epoch, lr, s.o.loader.batch_size, s.world,
+                            s.counters.skipped_steps, s.loader->skipped(), 3.0 * s.model->flops_per_image(),
+                            s.peak_flops, s.device});
+  if (s.stall_since_log_s >= 0) {  // rank 0's, the rank that writes
+    rec["checkpoint_stall_ms"] = 1e3 * s.stall_since_log_s;
+    s.stall_since_log_s = -1;
+  }
   s.metrics->write(rec);
   const double eta = seconds_per_step * double(s.o.steps - s.counters.step);
   progress.update(MetricsWindow::progress_text(rec, s.o.steps, eta), last);

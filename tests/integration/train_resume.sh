@@ -29,6 +29,13 @@ for f in config.yaml metrics.jsonl eval.jsonl samples/step_00000030.png checkpoi
   [ -s "$WORK/straight/$f" ] || fail "straight run left no $f"
 done
 [ "$(wc -l < "$WORK/straight/metrics.jsonl")" -eq 30 ] || fail "metrics.jsonl should have 30 lines"
+# The checkpoints at steps 10 and 20 report their stall in the next record (log_every 1), only there.
+for line in 11 21; do
+  sed -n "${line}p" "$WORK/straight/metrics.jsonl" | grep -q '"checkpoint_stall_ms":' \
+    || fail "metrics.jsonl line $line (after a checkpoint) has no checkpoint_stall_ms"
+done
+[ "$(grep -c '"checkpoint_stall_ms":' "$WORK/straight/metrics.jsonl")" -eq 2 ] \
+  || fail "checkpoint_stall_ms should appear after the two checkpoints only"
 grep -q '"bpd":' "$WORK/straight/eval.jsonl" || fail "eval.jsonl has no bpd"
 
 # checkpoint.async (the default) and async: false write the same checkpoints; the step waits only
