@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -41,11 +42,12 @@ struct Kernels {
         &ns::nhwc_grad_sums, &ns::nchw_grad_input, &ns::nhwc_grad_input                             \
   }
 
+std::atomic<bool> force_baseline{false};
+
 const Kernels& kernels() {
-  static const Kernels k = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                               ? VDM_KERNEL_SET(avx2)
-                               : VDM_KERNEL_SET(baseline);
-  return k;
+  static const Kernels avx2_set = VDM_KERNEL_SET(avx2), baseline_set = VDM_KERNEL_SET(baseline);
+  static const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has_avx2 && !force_baseline.load(std::memory_order_relaxed) ? avx2_set : baseline_set;
 }
 #undef VDM_KERNEL_SET
 
@@ -219,6 +221,8 @@ struct GroupNormSiluFunction : torch::autograd::Function<GroupNormSiluFunction> 
 };
 
 }  // namespace
+
+void group_norm_silu_force_baseline(bool on) { force_baseline = on; }
 
 bool group_norm_silu_supported(const torch::Tensor& x) {
   return x.defined() && x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.dim() == 4 &&

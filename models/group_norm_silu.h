@@ -26,4 +26,8 @@ torch::Tensor group_norm_silu(const torch::Tensor& x, const torch::Tensor& scale
 // tensors (CUDA, bf16 under autocast) take LibTorch's group_norm and silu.
 bool group_norm_silu_supported(const torch::Tensor& x);
 
+// Tests only: the x86-64 baseline kernels even where AVX2 and FMA are present, so that CI on an
+// AVX2 machine checks both sets.
+void group_norm_silu_force_baseline(bool on);
+
 }  // namespace vdm

@@ -1,6 +1,7 @@
 // vdm::group_norm_silu against LibTorch's group_norm, affine and silu in float64: values and
 // the gradients of x, scale and shift, in NCHW and channels-last, for shapes whose channels and
-// pixels are not multiples of the eight lanes, data far from zero mean, and any thread count.
+// pixels are not multiples of the eight lanes, data far from zero mean, any thread count, and
+// with both kernel sets (AVX2+FMA and the baseline).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -63,6 +64,25 @@ TEST(GroupNormSilu, MatchesGroupNormAffineSiluInBothLayouts) {
       check({2, 64, 16, 16, 32, channels_last, silu, 0.0});
       check({1, 40, 1, 1, 8, channels_last, silu, 0.0});   // one pixel: the group spans channels only
     }
+}
+
+// The baseline (non-AVX2) kernel set, which the machines CI runs on would otherwise never take.
+TEST(GroupNormSilu, BaselineKernelsMatchToo) {
+  torch::manual_seed(1);
+  const auto x = torch::randn({2, 64, 16, 16}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const auto scale = torch::randn({2, 64}), shift = torch::randn({2, 64});
+  const auto vectorised = group_norm_silu(x, scale, shift, {32, 1e-6, true});
+  group_norm_silu_force_baseline(true);
+  const auto baseline = group_norm_silu(x, scale, shift, {32, 1e-6, true});
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))  // FMA rounds differently: the switch took
+    EXPECT_FALSE(torch::equal(vectorised, baseline));
+  EXPECT_TRUE(torch::allclose(vectorised, baseline, 1e-5, 1e-6));
+  for (bool channels_last : {false, true}) {
+    check({2, 12, 5, 3, 4, channels_last, true, 0.0});
+    check({2, 64, 16, 16, 32, channels_last, true, 0.0});
+    check({2, 16, 6, 6, 4, channels_last, false, 300.0});
+  }
+  group_norm_silu_force_baseline(false);
 }
 
 TEST(GroupNormSilu, StatisticsSurviveALargeMean) {
