@@ -64,7 +64,10 @@ void TrainStep::forward_backward(int64_t step, int64_t micro, const Batch& batch
   torch::Tensor labels;
   if (o_.class_conditional)
     labels = drop_labels(batch.labels, o_.num_classes, o_.label_dropout, p_.rng.levels).to(device);
-  ProposalContext ctx{o_.rank, o_.world, shared_uniform(o_.seed, step, micro)};
+  ProposalContext ctx;
+  ctx.rank = o_.rank;
+  ctx.world = o_.world;
+  ctx.shared_offset = shared_uniform(o_.seed, step, micro);
   PhaseClock clock(r.phase_s);
   LossOutput out = p_.objective->forward(denoiser_, x, labels, {p_.rng.levels, p_.rng.noise}, ctx);
   clock.lap("forward");
