@@ -87,7 +87,7 @@ for r in recs:  # windows of any length: steps over the time they took (images p
     prev = r["step"]
     steps += n
     secs += n / r["img_per_s"]
-print(f"{steps / secs:.2f}")
+print(f"{steps / secs:.4g}")  # 4 digits: cifar10_vdm runs at ~1 img/s
 PYEOF
 }
 
@@ -123,8 +123,8 @@ import statistics, sys
 v = [float(x) for x in sys.argv[2].split()]
 p = [float(x) for x in sys.argv[3].split()]
 mv, mp = statistics.median(v), statistics.median(p)
-print(f"{sys.argv[1]:>4}  vdm {mv:8.2f} img/s ({min(v):.2f}-{max(v):.2f})   peer {mp:8.2f} img/s "
-      f"({min(p):.2f}-{max(p):.2f})   vdm/peer {mv / mp:.3f}")
+print(f"{sys.argv[1]:>4}  vdm {mv:8.4g} img/s ({min(v):.4g}-{max(v):.4g})   peer {mp:8.4g} img/s "
+      f"({min(p):.4g}-{max(p):.4g})   vdm/peer {mv / mp:.3f}")
 PYEOF
 )")
 done

@@ -379,7 +379,7 @@ def main():
     elapsed = time.perf_counter() - t0
     if rank == 0:
         measured = a.steps - a.warmup
-        print(f"peer: {measured * B * world / elapsed:.2f} img/s over {measured} steps "
+        print(f"peer: {measured * B * world / elapsed:.4g} img/s over {measured} steps "
               f"({elapsed / measured:.3f} s/step, last loss {loss_value:.4f})", flush=True)
 
 
